@@ -1,0 +1,51 @@
+// The route table: host + path matching (exact, prefix, regex with captures), optional rewrite,
+// and the handler and response headers each route carries. First match wins, in file order.
+#pragma once
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "server/http/exchange.h"
+
+namespace edge::routes {
+
+struct Route {
+  enum class Match { kAll, kExact, kPrefix, kRegex };
+  int line = 0;                    // where the route stands in its config file
+  std::vector<std::string> hosts;  // lower-case; "*.example.com" matches subdomains; empty: any
+  Match match = Match::kAll;
+  std::string pattern;
+  std::optional<std::regex> regex;
+  std::optional<std::string> rewrite;  // with $0..$9
+  std::unique_ptr<http::Handler> handler;
+  std::vector<std::pair<std::string, std::string>> headers;  // added to every response
+  std::uint64_t max_body = 0;
+
+  std::string describe() const;
+};
+
+class RouteTable {
+ public:
+  std::vector<Route>& routes() { return routes_; }
+  const std::vector<Route>& routes() const { return routes_; }
+
+  // Finds the route for ex.req (host, path); fills ex.captures for regex routes and applies the
+  // route's rewrite to ex.req.path. Returns nullptr when nothing matches. A rewrite that would
+  // leave the root sets `bad_rewrite`.
+  const Route* match(http::Exchange& ex, bool& bad_rewrite) const;
+
+ private:
+  std::vector<Route> routes_;
+};
+
+bool host_matches(const std::vector<std::string>& hosts, std::string_view host);
+
+// Expands $0..$9 in `tmpl` from `captures` into `out`.
+void expand_captures(std::string_view tmpl, const std::array<std::string_view, 10>& captures,
+                     std::string& out);
+
+}  // namespace edge::routes

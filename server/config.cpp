@@ -1,0 +1,512 @@
+// Config loading with toml++: every key is checked against the options its table knows, every
+// value against its type, every file against the disk, each error with its line.
+#include "server/config.h"
+
+#include <arpa/inet.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <toml++/toml.h>
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+#include <sstream>
+
+#include "routes/health.h"
+#include "routes/redirect.h"
+#include "routes/static_files.h"
+#include "server/http/token.h"
+
+namespace edge {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Loader {
+ public:
+  explicit Loader(std::string file) : file_(std::move(file)) {}
+
+  [[noreturn]] void fail(const toml::node& n, const std::string& what) const {
+    fail(line_of(n), what);
+  }
+  [[noreturn]] void fail(int line, const std::string& what) const {
+    throw ConfigError(file_ + ":" + std::to_string(line) + ": " + what);
+  }
+  static int line_of(const toml::node& n) { return static_cast<int>(n.source().begin.line); }
+
+  void check_keys(const toml::table& t, const std::string& where,
+                  std::initializer_list<std::string_view> allowed) const {
+    for (auto&& [k, v] : t) {
+      bool ok = false;
+      for (auto a : allowed) ok = ok || k.str() == a;
+      if (!ok) {
+        std::string list;
+        for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+        fail(static_cast<int>(k.source().begin.line),
+             "unknown key \"" + std::string(k.str()) + "\" in " + where + " (known: " + list + ")");
+      }
+    }
+  }
+
+  std::string str(const toml::node& n, std::string_view key) const {
+    if (!n.is_string()) fail(n, std::string(key) + " must be a string");
+    try {
+      return expand_env(*n.value<std::string>());
+    } catch (const std::runtime_error& e) {
+      fail(n, std::string(key) + ": " + e.what());
+    }
+  }
+  bool boolean(const toml::node& n, std::string_view key) const {
+    if (!n.is_boolean()) fail(n, std::string(key) + " must be true or false");
+    return *n.value<bool>();
+  }
+  std::chrono::milliseconds duration(const toml::node& n, std::string_view key) const {
+    std::chrono::milliseconds d{};
+    if (n.is_integer()) {
+      long long v = *n.value<long long>();
+      if (v < 0) fail(n, std::string(key) + " must not be negative");
+      return std::chrono::seconds(v);
+    }
+    if (n.is_string() && parse_duration(str(n, key), d)) return d;
+    fail(n, std::string(key) + " must be a duration such as \"10s\", \"500ms\", \"15m\" or \"2h\"");
+  }
+  std::uint64_t size(const toml::node& n, std::string_view key) const {
+    std::uint64_t v = 0;
+    if (n.is_integer()) {
+      long long i = *n.value<long long>();
+      if (i < 0) fail(n, std::string(key) + " must not be negative");
+      return static_cast<std::uint64_t>(i);
+    }
+    if (n.is_string() && parse_size(str(n, key), v)) return v;
+    fail(n, std::string(key) + " must be a size such as 8192, \"8k\" or \"1m\"");
+  }
+  std::vector<std::string> strings(const toml::node& n, std::string_view key) const {
+    std::vector<std::string> out;
+    if (n.is_string()) {
+      out.push_back(str(n, key));
+      return out;
+    }
+    if (!n.is_array()) fail(n, std::string(key) + " must be a string or an array of strings");
+    for (auto&& el : *n.as_array()) out.push_back(str(el, key));
+    return out;
+  }
+  std::string path(const toml::node& n, std::string_view key) const {
+    std::string p = str(n, key);
+    if (p.empty()) fail(n, std::string(key) + " must not be empty");
+    fs::path fp(p);
+    if (fp.is_relative()) fp = fs::path(file_).parent_path() / fp;
+    std::error_code ec;
+    fs::path abs = fs::weakly_canonical(fs::absolute(fp, ec), ec);
+    return abs.empty() ? fp.string() : abs.string();
+  }
+
+  void load_server(const toml::table& t, ServerConfig& s) const {
+    check_keys(t, "[server]",
+               {"workers", "grace_period", "header_timeout", "keepalive_timeout", "send_timeout",
+                "max_request_line", "max_header_bytes", "max_headers", "server_header"});
+    if (auto* n = t.get("workers")) {
+      long long w = 0;
+      if (n->is_integer()) {
+        w = *n->value<long long>();
+      } else if (n->is_string()) {
+        std::string v = str(*n, "workers");
+        if (v == "auto") {
+          long c = sysconf(_SC_NPROCESSORS_ONLN);
+          w = c > 0 ? c : 1;
+        } else {
+          char* end = nullptr;
+          w = std::strtoll(v.c_str(), &end, 10);
+          if (v.empty() || *end)
+            fail(*n, "workers must be \"auto\" or a number, not \"" + v + "\"");
+        }
+      } else {
+        fail(*n, "workers must be \"auto\" or a number");
+      }
+      if (w < 1 || w > 256) fail(*n, "workers must be between 1 and 256");
+      s.workers = static_cast<unsigned>(w);
+    }
+    if (auto* n = t.get("grace_period")) s.grace_period = duration(*n, "grace_period");
+    if (auto* n = t.get("header_timeout")) s.header_timeout = duration(*n, "header_timeout");
+    if (auto* n = t.get("keepalive_timeout"))
+      s.keepalive_timeout = duration(*n, "keepalive_timeout");
+    if (auto* n = t.get("send_timeout")) s.send_timeout = duration(*n, "send_timeout");
+    if (auto* n = t.get("max_request_line")) s.max_request_line = size(*n, "max_request_line");
+    if (auto* n = t.get("max_header_bytes")) s.max_header_bytes = size(*n, "max_header_bytes");
+    if (auto* n = t.get("max_headers")) s.max_headers = size(*n, "max_headers");
+    if (auto* n = t.get("server_header")) s.server_header = str(*n, "server_header");
+    if (s.header_timeout.count() <= 0)
+      fail(*t.get("header_timeout"), "header_timeout must be positive");
+    if (s.max_request_line < 64)
+      fail(*t.get("max_request_line"), "max_request_line must be at least 64");
+    if (s.max_header_bytes < s.max_request_line)
+      fail(t.get("max_header_bytes") ? line_of(*t.get("max_header_bytes")) : line_of(t),
+           "max_header_bytes must be at least max_request_line");
+    for (char c : s.server_header)
+      if (c == '\r' || c == '\n')
+        fail(*t.get("server_header"), "server_header must not contain line breaks");
+  }
+
+  void load_log(const toml::table& t, LogConfig& l) const {
+    check_keys(t, "[log]", {"access", "error", "level"});
+    auto target = [&](const char* key, std::string& out, bool allow_off) {
+      auto* n = t.get(key);
+      if (!n) return;
+      std::string v = str(*n, key);
+      if (v == "stdout" || v == "stderr" || (allow_off && v == "off")) {
+        out = v;
+      } else {
+        out = path(*n, key);
+        std::error_code ec;
+        fs::path dir = fs::path(out).parent_path();
+        if (!fs::is_directory(dir, ec))
+          fail(*n, std::string(key) + ": folder " + dir.string() + " does not exist");
+      }
+    };
+    target("access", l.access, true);
+    target("error", l.error, false);
+    if (auto* n = t.get("level")) {
+      l.level = str(*n, "level");
+      static const std::set<std::string> kLevels = {"trace", "debug", "info",
+                                                    "warn",  "error", "off"};
+      if (!kLevels.count(l.level))
+        fail(*n, "level must be one of trace, debug, info, warn, error, off");
+    }
+  }
+
+  ListenConfig load_listen(const toml::table& t) const {
+    check_keys(t, "[[listen]]", {"address"});
+    ListenConfig l;
+    l.line = line_of(t);
+    auto* n = t.get("address");
+    if (!n) fail(t, "[[listen]] needs an address such as \"127.0.0.1:8080\" or \"[::1]:8080\"");
+    l.line = line_of(*n);
+    l.address = str(*n, "address");
+    std::string_view a = l.address;
+    std::string host, port;
+    if (a.starts_with("[")) {
+      auto close = a.find(']');
+      if (close == std::string_view::npos || close + 1 >= a.size() || a[close + 1] != ':')
+        fail(*n, "address \"" + l.address + "\": expected [IPv6]:port");
+      host = std::string(a.substr(1, close - 1));
+      port = std::string(a.substr(close + 2));
+      l.ipv6 = true;
+    } else {
+      auto colon = a.rfind(':');
+      if (colon == std::string_view::npos)
+        fail(*n, "address \"" + l.address + "\": expected host:port");
+      host = std::string(a.substr(0, colon));
+      port = std::string(a.substr(colon + 1));
+      if (host.empty() || host == "*") host = "0.0.0.0";
+      if (host == "localhost") host = "127.0.0.1";
+    }
+    unsigned char buf[16];
+    if (inet_pton(l.ipv6 ? AF_INET6 : AF_INET, host.c_str(), buf) != 1)
+      fail(*n, "address \"" + l.address + "\": \"" + host + "\" is not a numeric IP address");
+    char* end = nullptr;
+    long p = std::strtol(port.c_str(), &end, 10);
+    if (port.empty() || *end || p < 0 || p > 65535)
+      fail(*n, "address \"" + l.address + "\": bad port");
+    l.host = host;
+    l.port = static_cast<int>(p);
+    return l;
+  }
+
+  routes::Route load_route(const toml::table& t, unsigned workers,
+                           std::chrono::steady_clock::time_point started) const {
+    check_keys(t, "[[route]]",
+               {"host", "path", "prefix", "regex", "rewrite", "health", "root", "redirect",
+                "status", "index", "spa_fallback", "immutable", "hashed_assets", "cache_control",
+                "dotfiles", "symlinks", "max_body", "headers"});
+    routes::Route r;
+    r.line = line_of(t);
+    if (auto* n = t.get("host")) {
+      for (std::string h : strings(*n, "host")) {
+        for (char& c : h) c = http::ascii_lower(c);
+        if (h.empty()) fail(*n, "host must not be empty");
+        r.hosts.push_back(h);
+      }
+    }
+    int matchers = 0;
+    if (auto* n = t.get("path")) {
+      r.match = routes::Route::Match::kExact;
+      r.pattern = str(*n, "path");
+      ++matchers;
+    }
+    if (auto* n = t.get("prefix")) {
+      r.match = routes::Route::Match::kPrefix;
+      r.pattern = str(*n, "prefix");
+      ++matchers;
+    }
+    if (auto* n = t.get("regex")) {
+      r.match = routes::Route::Match::kRegex;
+      r.pattern = str(*n, "regex");
+      try {
+        r.regex.emplace(r.pattern, std::regex::ECMAScript | std::regex::optimize);
+      } catch (const std::regex_error& e) {
+        fail(*n, "regex \"" + r.pattern + "\" is not a valid regular expression: " + e.what());
+      }
+      ++matchers;
+    }
+    if (matchers > 1) fail(t, "a route matches by one of path, prefix or regex, not several");
+    if (matchers == 1 && r.match != routes::Route::Match::kRegex && !r.pattern.starts_with("/"))
+      fail(t, "a route's path or prefix must start with \"/\"");
+    if (auto* n = t.get("rewrite")) {
+      r.rewrite = str(*n, "rewrite");
+      if (!r.rewrite->starts_with("/")) fail(*n, "rewrite must produce a path starting with \"/\"");
+    }
+    if (auto* n = t.get("max_body")) r.max_body = size(*n, "max_body");
+    if (auto* n = t.get("headers")) {
+      if (!n->is_table()) fail(*n, "headers must be a table of \"Name\" = \"value\"");
+      for (auto&& [k, v] : *n->as_table()) {
+        std::string name(k.str());
+        if (!http::is_token(name))
+          fail(static_cast<int>(k.source().begin.line),
+               "header name \"" + name + "\" is not a valid token");
+        std::string value = str(v, name);
+        for (char c : value)
+          if (c == '\r' || c == '\n' || c == '\0')
+            fail(v, "header value of " + name + " must not contain line breaks");
+        r.headers.emplace_back(name, value);
+      }
+    }
+    int handlers = (t.contains("health") ? 1 : 0) + (t.contains("root") ? 1 : 0) +
+                   (t.contains("redirect") ? 1 : 0);
+    if (handlers != 1) fail(t, "a route needs exactly one handler: root, health or redirect");
+    auto static_only = {"index",         "spa_fallback", "immutable", "hashed_assets",
+                        "cache_control", "dotfiles",     "symlinks"};
+    if (!t.contains("root")) {
+      for (auto k : static_only)
+        if (auto* n = t.get(k)) fail(*n, std::string(k) + " only applies to a route with root");
+    }
+    if (!t.contains("redirect")) {
+      if (auto* n = t.get("status")) fail(*n, "status only applies to a route with redirect");
+    }
+    const toml::node* health_node = t.get("health");
+    const toml::node* redirect_node = t.get("redirect");
+    if (health_node) {
+      if (!boolean(*health_node, "health"))
+        fail(*health_node, "health = false makes no route; remove it");
+      r.handler = std::make_unique<routes::HealthHandler>(EDGE_VERSION, started);
+    } else if (redirect_node) {
+      const toml::node* n2 = redirect_node;
+      int status = 301;
+      if (auto* s = t.get("status")) {
+        if (!s->is_integer()) fail(*s, "status must be 301, 302, 303, 307 or 308");
+        status = static_cast<int>(*s->value<long long>());
+        if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308)
+          fail(*s, "status must be 301, 302, 303, 307 or 308");
+      }
+      std::string loc = str(*n2, "redirect");
+      for (char c : loc)
+        if (c == '\r' || c == '\n' || c == ' ')
+          fail(*n2, "redirect must be a URL without spaces or line breaks");
+      r.handler = std::make_unique<routes::RedirectHandler>(loc, status);
+    } else {
+      auto* root = t.get("root");
+      routes::StaticOptions o;
+      o.root = path(*root, "root");
+      std::error_code ec;
+      if (!fs::is_directory(o.root, ec)) fail(*root, "root \"" + o.root + "\" is not a directory");
+      if (access(o.root.c_str(), R_OK | X_OK) != 0)
+        fail(*root, "root \"" + o.root + "\" is not readable");
+      if (auto* n = t.get("index")) {
+        o.index = str(*n, "index");
+        if (o.index.empty() || o.index.find('/') != std::string::npos)
+          fail(*n, "index must be a file name");
+      }
+      if (auto* n = t.get("spa_fallback")) {
+        if (n->is_boolean()) {
+          if (*n->value<bool>())
+            fail(*n, "spa_fallback is a path such as \"/index.html\", or false");
+          o.spa_fallback.clear();
+        } else {
+          o.spa_fallback = str(*n, "spa_fallback");
+          if (!o.spa_fallback.starts_with("/"))
+            fail(*n, "spa_fallback must be a path starting with \"/\"");
+          std::string file = o.root + o.spa_fallback;
+          if (!fs::is_regular_file(file, ec))
+            fail(*n, "spa_fallback file " + file + " does not exist");
+        }
+      }
+      if (auto* n = t.get("immutable")) {
+        o.immutable = strings(*n, "immutable");
+        for (const auto& p : o.immutable)
+          if (!p.starts_with("/"))
+            fail(*n, "immutable entries are path prefixes starting with \"/\"");
+      }
+      if (auto* n = t.get("hashed_assets")) o.hashed_assets = boolean(*n, "hashed_assets");
+      if (auto* n = t.get("cache_control")) o.cache_control = str(*n, "cache_control");
+      if (auto* n = t.get("dotfiles")) {
+        std::string v = str(*n, "dotfiles");
+        if (v != "deny" && v != "allow") fail(*n, "dotfiles must be \"deny\" or \"allow\"");
+        o.allow_dotfiles = v == "allow";
+      }
+      if (auto* n = t.get("symlinks")) {
+        std::string v = str(*n, "symlinks");
+        if (v == "inside")
+          o.symlinks = routes::StaticOptions::Symlinks::kInside;
+        else if (v == "never")
+          o.symlinks = routes::StaticOptions::Symlinks::kNever;
+        else if (v == "follow")
+          o.symlinks = routes::StaticOptions::Symlinks::kFollow;
+        else
+          fail(*n, "symlinks must be \"inside\", \"never\" or \"follow\"");
+      }
+      try {
+        r.handler = std::make_unique<routes::StaticHandler>(std::move(o), workers);
+      } catch (const std::runtime_error& e) {
+        fail(*root, e.what());
+      }
+    }
+    return r;
+  }
+
+ private:
+  std::string file_;
+};
+
+}  // namespace
+
+std::string expand_env(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {
+      std::size_t close = s.find('}', i + 2);
+      if (close == std::string_view::npos)
+        throw std::runtime_error("unterminated ${ in \"" + std::string(s) + "\"");
+      std::string_view inner = s.substr(i + 2, close - i - 2);
+      std::size_t def = inner.find(":-");
+      std::string name(inner.substr(0, def));
+      if (name.empty())
+        throw std::runtime_error("empty variable name in \"" + std::string(s) + "\"");
+      for (char c : name)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_'))
+          throw std::runtime_error("bad variable name \"" + name + "\"");
+      const char* v = std::getenv(name.c_str());
+      if (def != std::string_view::npos) {
+        out += (v && *v) ? std::string_view(v) : inner.substr(def + 2);
+      } else {
+        if (!v)
+          throw std::runtime_error("environment variable " + name + " is not set (write ${" + name +
+                                   ":-default} for a default)");
+        out += v;
+      }
+      i = close;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+bool parse_duration(std::string_view s, std::chrono::milliseconds& out) {
+  std::size_t i = 0;
+  std::uint64_t v = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+    v = v * 10 + static_cast<std::uint64_t>(s[i] - '0');
+    if (v > (1ULL << 40)) return false;
+    ++i;
+  }
+  if (i == 0) return false;
+  std::string_view unit = s.substr(i);
+  std::uint64_t ms;
+  if (unit == "ms")
+    ms = v;
+  else if (unit == "s" || unit.empty())
+    ms = v * 1000;
+  else if (unit == "m")
+    ms = v * 60000;
+  else if (unit == "h")
+    ms = v * 3600000;
+  else if (unit == "d")
+    ms = v * 86400000;
+  else
+    return false;
+  out = std::chrono::milliseconds(ms);
+  return true;
+}
+
+bool parse_size(std::string_view s, std::uint64_t& out) {
+  std::size_t i = 0;
+  std::uint64_t v = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+    v = v * 10 + static_cast<std::uint64_t>(s[i] - '0');
+    if (v > (1ULL << 40)) return false;
+    ++i;
+  }
+  if (i == 0) return false;
+  std::string_view unit = s.substr(i);
+  if (unit.empty() || unit == "b")
+    out = v;
+  else if (unit == "k" || unit == "K" || unit == "kb" || unit == "KB")
+    out = v << 10;
+  else if (unit == "m" || unit == "M" || unit == "mb" || unit == "MB")
+    out = v << 20;
+  else if (unit == "g" || unit == "G" || unit == "gb" || unit == "GB")
+    out = v << 30;
+  else
+    return false;
+  return true;
+}
+
+std::shared_ptr<const Config> load_config(const std::string& path,
+                                          std::chrono::steady_clock::time_point started) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    const auto& src = e.source();
+    if (src.begin.line == 0)
+      throw ConfigError(path + ":0: cannot read the file: " + std::string(e.description()));
+    throw ConfigError(path + ":" + std::to_string(src.begin.line) + ": " +
+                      std::string(e.description()));
+  }
+  auto cfg = std::make_shared<Config>();
+  cfg->path = path;
+  cfg->started = started;
+  Loader L(path);
+  L.check_keys(root, "the top level", {"server", "log", "listen", "route"});
+  if (auto* n = root.get("server")) {
+    if (!n->is_table()) L.fail(*n, "server must be a table: [server]");
+    L.load_server(*n->as_table(), cfg->server);
+  }
+  if (auto* n = root.get("log")) {
+    if (!n->is_table()) L.fail(*n, "log must be a table: [log]");
+    L.load_log(*n->as_table(), cfg->log);
+  }
+  auto* listens = root.get("listen");
+  if (!listens || !listens->is_array_of_tables())
+    L.fail(listens ? Loader::line_of(*listens) : 1, "at least one [[listen]] is needed");
+  for (auto&& el : *listens->as_array()) cfg->listeners.push_back(L.load_listen(*el.as_table()));
+  std::set<std::pair<std::string, int>> seen;
+  for (const auto& l : cfg->listeners)
+    if (l.port != 0 && !seen.insert({l.host, l.port}).second)
+      L.fail(l.line, "address " + l.address + " is listed twice");
+  auto* routes = root.get("route");
+  if (!routes || !routes->is_array_of_tables())
+    L.fail(routes ? Loader::line_of(*routes) : 1, "at least one [[route]] is needed");
+  for (auto&& el : *routes->as_array())
+    cfg->routes.routes().push_back(L.load_route(*el.as_table(), cfg->server.workers, started));
+  return cfg;
+}
+
+std::string Config::describe() const {
+  std::ostringstream o;
+  o << "config " << path << " is valid\n";
+  o << "workers " << server.workers << "\n";
+  for (const auto& l : listeners)
+    o << "listen http://" << (l.ipv6 ? "[" + l.host + "]" : l.host) << ":" << l.port << "\n";
+  for (const auto& r : routes.routes()) {
+    o << "route (line " << r.line << ") " << r.describe();
+    if (auto* s = dynamic_cast<const routes::StaticHandler*>(r.handler.get())) {
+      o << " root " << s->options().root;
+      if (!s->options().spa_fallback.empty()) o << " spa_fallback " << s->options().spa_fallback;
+    }
+    o << "\n";
+  }
+  o << "access log " << log.access << ", error log " << log.error << " (" << log.level << ")\n";
+  return o.str();
+}
+
+}  // namespace edge

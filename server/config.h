@@ -1,0 +1,69 @@
+// The configuration snapshot: loaded from one TOML file, validated whole, immutable once built.
+// Errors are reported as "file:line: what is wrong" and change nothing.
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "routes/route_table.h"
+
+namespace edge {
+
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct ListenConfig {
+  std::string address;  // as written (after ${VAR} expansion)
+  std::string host;     // numeric address
+  int port = 0;
+  bool ipv6 = false;
+  int line = 0;
+};
+
+struct ServerConfig {
+  unsigned workers = 1;
+  std::chrono::milliseconds grace_period{10000};
+  std::chrono::milliseconds header_timeout{10000};
+  std::chrono::milliseconds keepalive_timeout{75000};
+  std::chrono::milliseconds send_timeout{60000};
+  std::size_t max_request_line = 8 * 1024;
+  std::size_t max_header_bytes = 32 * 1024;
+  std::size_t max_headers = 100;
+  std::string server_header = "samia-edge";
+};
+
+struct LogConfig {
+  std::string access = "stdout";  // stdout | stderr | off | path
+  std::string error = "stderr";   // stderr | stdout | path
+  std::string level = "info";
+};
+
+struct Config {
+  std::string path;  // the file it came from
+  ServerConfig server;
+  LogConfig log;
+  std::vector<ListenConfig> listeners;
+  routes::RouteTable routes;
+  std::chrono::steady_clock::time_point started;
+
+  // Human-readable summary of listeners and routes (for --check).
+  std::string describe() const;
+};
+
+// Loads and validates a config file; throws ConfigError("file:line: problem").
+std::shared_ptr<const Config> load_config(const std::string& path,
+                                          std::chrono::steady_clock::time_point started);
+
+// "${VAR}" / "${VAR:-default}" expansion; throws std::runtime_error naming an unset variable.
+std::string expand_env(std::string_view s);
+
+// "10s", "500ms", "15m", "2h", "1d"; false when malformed.
+bool parse_duration(std::string_view s, std::chrono::milliseconds& out);
+// "8k", "32k", "1m", "1g" (powers of 1024) or plain bytes; false when malformed.
+bool parse_size(std::string_view s, std::uint64_t& out);
+
+}  // namespace edge

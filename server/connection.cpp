@@ -1,0 +1,739 @@
+// The HTTP/1.1 codec. A request head is first scanned whole (line endings, limits), then parsed by
+// llhttp in one call, so header views stay valid and pointing into the read buffer; responses are
+// queued in order (pipelining) and written with writev/send, large files with sendfile.
+#include "server/connection.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+#include "routes/route_table.h"
+#include "server/config.h"
+#include "server/http/path.h"
+#include "server/http/status.h"
+#include "server/worker.h"
+
+namespace edge {
+namespace {
+
+constexpr std::size_t kCopyBodyMax = 32 * 1024;    // bodies up to this are copied next to the head
+constexpr std::size_t kOutHighWater = 256 * 1024;  // stop taking pipelined requests above this
+constexpr std::uint64_t kLingerMs = 2000;
+constexpr std::string_view kTextPlain = "text/plain; charset=utf-8";
+
+bool request_id_ok(std::string_view id) {
+  if (id.empty() || id.size() > 128) return false;
+  for (char c : id) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+void append_num(std::string& out, std::uint64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+void extend(std::string_view& v, const char* at, std::size_t len) {
+  if (v.empty())
+    v = std::string_view(at, len);
+  else
+    v = std::string_view(v.data(), static_cast<std::size_t>(at + len - v.data()));
+}
+
+}  // namespace
+
+Connection::Connection(Worker& w, int fd, const sockaddr_storage& peer) : w_(w), fd_(fd) {
+  if (peer.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
+    inet_ntop(AF_INET6, &a->sin6_addr, client_ip_, sizeof client_ip_);
+    // IPv4-mapped addresses are logged as plain IPv4.
+    if (std::string_view(client_ip_).starts_with("::ffff:") && std::strchr(client_ip_, '.'))
+      std::memmove(client_ip_, client_ip_ + 7, std::strlen(client_ip_ + 7) + 1);
+  } else {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&peer);
+    inet_ntop(AF_INET, &a->sin_addr, client_ip_, sizeof client_ip_);
+  }
+  llhttp_init(&parser_, HTTP_REQUEST, &settings());
+  parser_.data = this;
+  out_.reserve(4096);
+}
+
+Connection::~Connection() = default;
+
+const llhttp_settings_t& Connection::settings() {
+  static const llhttp_settings_t s = [] {
+    llhttp_settings_t x;
+    llhttp_settings_init(&x);
+    x.on_url = on_url;
+    x.on_header_field = on_header_field;
+    x.on_header_value = on_header_value;
+    x.on_headers_complete = on_headers_complete;
+    x.on_body = on_body;
+    x.on_message_complete = on_message_complete;
+    return x;
+  }();
+  return s;
+}
+
+void Connection::start() {
+  uv_poll_init(w_.loop(), &poll_, fd_);
+  poll_.data = this;
+  w_.link(this);
+  deadline_ms_ =
+      w_.now_ms() + static_cast<std::uint64_t>(w_.config()->server.header_timeout.count());
+  update_poll();
+}
+
+void Connection::update_poll() {
+  if (phase_ == Phase::kClosed) return;
+  int want;
+  bool pending = out_off_ < out_.size() || body_.kind != http::Body::Kind::kNone;
+  if (pending)
+    want = UV_WRITABLE;  // backpressure: read no more until the output drains
+  else
+    want = UV_READABLE;
+  if (want != poll_events_) {
+    poll_events_ = want;
+    uv_poll_start(&poll_, want, on_poll);
+  }
+}
+
+void Connection::on_poll(uv_poll_t* p, int status, int events) {
+  auto* c = static_cast<Connection*>(p->data);
+  if (status < 0) {
+    c->close();
+    return;
+  }
+  if (events & UV_WRITABLE) c->on_writable();
+  if (c->phase_ != Phase::kClosed && (events & UV_READABLE)) c->on_readable();
+}
+
+void Connection::close() {
+  if (phase_ == Phase::kClosed) return;
+  phase_ = Phase::kClosed;
+  w_.unlink(this);
+  if (buf_ && !big_buf_) w_.give_buffer(std::move(buf_));
+  buf_.reset();
+  body_ = http::Body{};
+  release_exchange();
+  uv_poll_stop(&poll_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&poll_), on_close);
+}
+
+void Connection::on_close(uv_handle_t* h) {
+  auto* c = static_cast<Connection*>(h->data);
+  ::close(c->fd_);
+  delete c;
+}
+
+void Connection::close_when_idle() {
+  close_when_idle_ = true;
+  bool idle = phase_ == Phase::kHead && !head_started_ && start_ == end_ &&
+              out_off_ >= out_.size() && body_.kind == http::Body::Kind::kNone;
+  if (idle) close();
+}
+
+void Connection::check_timeout(std::uint64_t now_ms) {
+  if (phase_ == Phase::kClosed || deadline_ms_ == 0 || now_ms < deadline_ms_) return;
+  bool pending = out_off_ < out_.size() || body_.kind != http::Body::Kind::kNone;
+  if (phase_ == Phase::kLinger || pending) {
+    close();
+  } else if (head_started_ || phase_ == Phase::kBody) {
+    respond_error(408, true);
+    if (phase_ != Phase::kClosed) process();
+  } else {
+    close();  // idle keep-alive
+  }
+}
+
+void Connection::on_readable() {
+  if (phase_ == Phase::kLinger) {
+    char sink[4096];
+    for (;;) {
+      ssize_t n = ::read(fd_, sink, sizeof sink);
+      if (n > 0) continue;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      close();
+      return;
+    }
+  }
+  const ServerConfig& sc = w_.config()->server;
+  if (!buf_) {
+    buf_ = w_.take_buffer();
+    cap_ = Worker::kBufferSize;
+    big_buf_ = false;
+    start_ = end_ = scan_ = line_start_ = head_end_ = 0;
+  }
+  if (end_ == cap_) {
+    if (phase_ == Phase::kBody) {
+      start_ = end_ = head_end_;  // body bytes were consumed; keep only the head the views use
+    } else if (start_ > 0) {
+      std::memmove(buf_.get(), buf_.get() + start_, end_ - start_);
+      end_ -= start_;
+      scan_ -= start_;
+      line_start_ -= start_;
+      start_ = 0;
+    } else if (cap_ < sc.max_header_bytes + 1024) {
+      std::size_t ncap = sc.max_header_bytes + 1024;
+      std::unique_ptr<char[]> nb(new char[ncap]);
+      std::memcpy(nb.get(), buf_.get(), end_);
+      if (!big_buf_) w_.give_buffer(std::move(buf_));
+      buf_ = std::move(nb);
+      cap_ = ncap;
+      big_buf_ = true;
+    }
+    if (end_ == cap_) {
+      if (phase_ == Phase::kBody) {  // a head filling the whole buffer leaves no room for its body
+        respond_error(413, true);
+        if (phase_ != Phase::kClosed) process();
+        return;
+      }
+      process();  // a head larger than every limit: scan_head reports it
+      return;
+    }
+  }
+  ssize_t n = ::read(fd_, buf_.get() + end_, cap_ - end_);
+  if (n == 0) {
+    close();
+    return;
+  }
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EINTR) return;
+    close();
+    return;
+  }
+  if (phase_ == Phase::kHead && !head_started_ && start_ == end_) {
+    head_started_ = true;
+    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.header_timeout.count());
+  } else if (phase_ == Phase::kBody) {
+    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.header_timeout.count());
+  }
+  end_ += static_cast<std::size_t>(n);
+  process();
+}
+
+void Connection::on_writable() {
+  if (phase_ == Phase::kClosed) return;
+  if (!flush()) {
+    update_poll();
+    return;
+  }
+  if (phase_ == Phase::kClosed || phase_ == Phase::kLinger) return;
+  process();  // pipelined requests waiting behind the output
+}
+
+void Connection::begin_message() {
+  phase_ = Phase::kHead;
+  scan_ = line_start_ = start_;
+  lines_ = 0;
+  first_line_done_ = false;
+  head_started_ = start_ < end_;
+  message_done_ = false;
+  expect_continue_ = false;
+  last_was_value_ = false;
+  parse_status_ = 0;
+  header_count_ = 0;
+  body_seen_ = 0;
+  route_ = nullptr;
+  if (llhttp_get_errno(&parser_) == HPE_PAUSED) llhttp_resume(&parser_);
+}
+
+long Connection::scan_head() {
+  const ServerConfig& sc = w_.config()->server;
+  const char* p = buf_.get();
+  if (scan_ == start_ && !first_line_done_) {
+    // RFC 9112 2.2: ignore empty lines before the request line.
+    while (start_ + 1 < end_ && p[start_] == '\r' && p[start_ + 1] == '\n') start_ += 2;
+    scan_ = line_start_ = start_;
+    if (start_ == end_) return 0;
+  }
+  std::size_t i = scan_;
+  for (; i < end_; ++i) {
+    unsigned char c = static_cast<unsigned char>(p[i]);
+    if (i == line_start_ && first_line_done_ && (c == ' ' || c == '\t')) return -400;  // obs-fold
+    if (c > '\r' && c != 0x7f) continue;
+    if (c == '\t') continue;
+    if (c == '\r') {
+      if (i + 1 >= end_) break;
+      if (p[i + 1] != '\n') return -400;  // bare CR
+      std::size_t len = i - line_start_;
+      if (!first_line_done_) {
+        if (len > sc.max_request_line) return -414;
+        if (len == 0) return -400;
+        first_line_done_ = true;
+      } else if (len == 0) {
+        scan_ = i + 2;
+        return static_cast<long>(i + 2 - start_);
+      } else if (++lines_ > sc.max_headers) {
+        return -431;
+      }
+      line_start_ = i + 2;
+      ++i;
+      continue;
+    }
+    return -400;  // bare LF, NUL or another control character in the head
+  }
+  scan_ = i;
+  if (!first_line_done_ && end_ - line_start_ > sc.max_request_line) return -414;
+  if (end_ - start_ >= sc.max_header_bytes) return -431;
+  return 0;
+}
+
+int Connection::on_url(llhttp_t* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Connection*>(p->data);
+  extend(c->ex_->req.target, at, len);
+  return 0;
+}
+
+int Connection::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Connection*>(p->data);
+  http::HeaderList& h = c->ex_->req.headers;
+  if (h.empty() || c->last_was_value_) {
+    h.add(std::string_view(at, len), {});
+    c->last_was_value_ = false;
+  } else {
+    extend(h[h.size() - 1].name, at, len);
+  }
+  return 0;
+}
+
+int Connection::on_header_value(llhttp_t* p, const char* at, std::size_t len) {
+  auto* c = static_cast<Connection*>(p->data);
+  http::HeaderList& h = c->ex_->req.headers;
+  extend(h[h.size() - 1].value, at, len);
+  c->last_was_value_ = true;
+  return 0;
+}
+
+int Connection::on_headers_complete(llhttp_t* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  http::Request& req = c->ex_->req;
+  auto fail = [&](int status) {
+    c->parse_status_ = status;
+    return -1;
+  };
+  if (p->http_major != 1) return fail(505);
+  req.version_minor = p->http_minor;
+  int hosts = 0;
+  for (const http::HeaderField& f : req.headers) {
+    if (!http::is_token(f.name)) return fail(400);  // "X A:" or "X-A :" (RFC 9112 5.1)
+    if (http::iequals(f.name, "Host")) {
+      ++hosts;
+      req.host = f.value;
+    } else if (http::iequals(f.name, "Transfer-Encoding")) {
+      if (req.version_minor == 0) return fail(400);
+      if (!http::iequals(http::trim_ows(f.value), "chunked")) return fail(501);
+    } else if (http::iequals(f.name, "Expect")) {
+      if (!http::iequals(http::trim_ows(f.value), "100-continue")) return fail(417);
+      c->expect_continue_ = true;
+    }
+  }
+  if (hosts > 1 || (hosts == 0 && req.version_minor == 1)) return fail(400);
+  req.has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
+  req.content_length = (p->flags & F_CHUNKED) ? 0 : p->content_length;
+  return 0;
+}
+
+int Connection::on_body(llhttp_t* p, const char*, std::size_t len) {
+  auto* c = static_cast<Connection*>(p->data);
+  c->body_seen_ += len;  // no handler reads bodies yet: counted and dropped
+  if (c->route_ && c->body_seen_ > c->route_->max_body) {
+    c->parse_status_ = 413;
+    return -1;
+  }
+  return 0;
+}
+
+int Connection::on_message_complete(llhttp_t* p) {
+  auto* c = static_cast<Connection*>(p->data);
+  c->message_done_ = true;
+  return HPE_PAUSED;
+}
+
+bool Connection::parse_head(std::size_t head_len) {
+  if (!ex_) ex_ = w_.take_exchange();
+  http::Exchange& ex = *ex_;
+  ex.started = std::chrono::steady_clock::now();
+  ex.now = std::time(nullptr);
+  ex.worker_id = w_.id();
+  ex.req.client_ip = client_ip_;
+  const char* head = buf_.get() + start_;
+  llhttp_errno_t err = llhttp_execute(&parser_, head, head_len);
+  std::size_t consumed = head_len;
+  if (err == HPE_PAUSED || err == HPE_PAUSED_UPGRADE) {
+    consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - head);
+    if (err == HPE_PAUSED_UPGRADE) {
+      keep_alive_ = false;  // no protocol upgrade here yet: answer, then close
+      message_done_ = true;
+    }
+  } else if (err != HPE_OK) {
+    int status = parse_status_ ? parse_status_ : 400;
+    start_ += head_len;
+    respond_error(status, true);
+    return false;
+  }
+  start_ += consumed;
+  head_end_ = start_;
+  http::Request& req = ex.req;
+  req.method = http::parse_method(llhttp_method_name(static_cast<llhttp_method_t>(parser_.method)));
+  req.method_name = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+
+  // Target: origin-form, or absolute-form whose authority replaces Host.
+  std::string_view target = req.target;
+  if (!target.starts_with("/")) {
+    std::size_t scheme = target.find("://");
+    if (scheme == std::string_view::npos || req.method == http::Method::kConnect) {
+      respond_error(400, true);
+      return false;
+    }
+    std::string_view rest = target.substr(scheme + 3);
+    std::size_t slash = rest.find('/');
+    req.host = rest.substr(0, slash);
+    target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  }
+  // Host without port; "[::1]:8080" keeps its brackets.
+  std::string_view host = http::trim_ows(req.host);
+  if (!host.empty() && host.front() != '[') {
+    std::size_t colon = host.rfind(':');
+    if (colon != std::string_view::npos) host = host.substr(0, colon);
+  } else if (!host.empty()) {
+    std::size_t close = host.find(']');
+    if (close != std::string_view::npos) host = host.substr(0, close + 1);
+  }
+  req.host = host;
+  std::string_view path, query;
+  http::split_target(target, path, query);
+  req.raw_path = path;
+  req.query = query;
+  std::string_view rid = req.headers.get("X-Request-Id");
+  if (request_id_ok(rid)) {
+    req.request_id = rid;
+  } else {
+    w_.make_request_id(request_id_);
+    req.request_id = std::string_view(request_id_, 16);
+  }
+  if (http::normalize_path(path, ex.path_buf) != http::PathError::kOk) {
+    respond_error(400, true);
+    return false;
+  }
+  req.path = ex.path_buf;
+  bool bad_rewrite = false;
+  route_ = w_.config()->routes.match(ex, bad_rewrite);
+  if (bad_rewrite) {
+    respond_error(400, true);
+    return false;
+  }
+  if (req.has_body) {
+    std::uint64_t limit = route_ ? route_->max_body : 0;
+    if (limit == 0 || req.content_length > limit) {
+      respond_error(413, true);
+      return false;
+    }
+    if (expect_continue_ && !message_done_) out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+  }
+  return true;
+}
+
+void Connection::process() {
+  while (phase_ == Phase::kHead || phase_ == Phase::kBody) {
+    if (body_.kind != http::Body::Kind::kNone || out_.size() - out_off_ > kOutHighWater) {
+      if (!flush()) break;
+      if (phase_ == Phase::kClosed || phase_ == Phase::kLinger) return;
+      if (closing_) break;
+    }
+    if (closing_) break;
+    if (phase_ == Phase::kHead) {
+      if (start_ == end_) break;
+      long r = scan_head();
+      if (r == 0) break;
+      if (r < 0) {
+        respond_error(static_cast<int>(-r), true);
+        break;
+      }
+      if (!parse_head(static_cast<std::size_t>(r))) break;
+      if (message_done_) {
+        dispatch();
+      } else {
+        phase_ = Phase::kBody;
+        if (start_ == end_) start_ = end_ = head_end_;
+      }
+    } else {
+      if (start_ == end_) break;
+      const char* data = buf_.get() + start_;
+      llhttp_errno_t err = llhttp_execute(&parser_, data, end_ - start_);
+      if (err == HPE_PAUSED) {
+        start_ += static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
+        dispatch();
+      } else if (err == HPE_OK) {
+        start_ = end_ = head_end_;  // body bytes consumed and dropped
+      } else {
+        start_ = end_;
+        respond_error(parse_status_ ? parse_status_ : 400, true);
+        break;
+      }
+    }
+  }
+  if (phase_ == Phase::kClosed) return;
+  if (flush() && phase_ != Phase::kClosed && phase_ != Phase::kLinger) {
+    if (closing_) {
+      start_linger();
+      return;
+    }
+    if (phase_ == Phase::kHead && start_ == end_ && buf_) {
+      if (!big_buf_) w_.give_buffer(std::move(buf_));
+      buf_.reset();
+      start_ = end_ = 0;
+      if (close_when_idle_) {
+        close();
+        return;
+      }
+    }
+  }
+  if (phase_ != Phase::kClosed) update_poll();
+}
+
+void Connection::dispatch() {
+  http::Exchange& ex = *ex_;
+  // An Upgrade we do not speak is answered normally, then the connection closes: bytes after it
+  // belong to another protocol.
+  keep_alive_ = keep_alive_ && llhttp_should_keep_alive(&parser_) && !parser_.upgrade;
+  if (!route_) {
+    ex.set_static(404, kTextPlain, "404 Not Found\n");
+    ex.resp.cache_control = "no-store";
+  } else {
+    route_->handler->handle(ex);
+  }
+  finish_response();
+}
+
+void Connection::respond_error(int status, bool close_after) {
+  if (!ex_) ex_ = w_.take_exchange();
+  http::Exchange& ex = *ex_;
+  if (ex.req.request_id.empty()) {
+    w_.make_request_id(request_id_);
+    ex.req.request_id = std::string_view(request_id_, 16);
+    ex.req.client_ip = client_ip_;
+    ex.started = std::chrono::steady_clock::now();
+    ex.now = std::time(nullptr);
+  }
+  ex.resp.reset();
+  http::Response& r = ex.resp;
+  r.status = status;
+  r.content_type = kTextPlain;
+  ex.scratch.clear();
+  append_num(ex.scratch, static_cast<std::uint64_t>(status));
+  ex.scratch.push_back(' ');
+  ex.scratch.append(http::reason_phrase(status));
+  ex.scratch.push_back('\n');
+  r.body.kind = http::Body::Kind::kMemory;
+  r.body.data = ex.scratch;
+  r.cache_control = "no-store";
+  if (close_after) {
+    closing_ = true;
+    keep_alive_ = false;
+  }
+  route_ = nullptr;
+  finish_response();
+}
+
+void Connection::serialize_head(const routes::Route* route) {
+  http::Exchange& ex = *ex_;
+  const http::Response& r = ex.resp;
+  const ServerConfig& sc = w_.config()->server;
+  std::string& o = out_;
+  o.append("HTTP/1.1 ");
+  append_num(o, static_cast<std::uint64_t>(r.status));
+  o.push_back(' ');
+  o.append(http::reason_phrase(r.status));
+  o.append("\r\nServer: ");
+  o.append(sc.server_header);
+  o.append("\r\nDate: ");
+  o.append(w_.dates().at(ex.now));
+  if (!r.content_type.empty()) {
+    o.append("\r\nContent-Type: ");
+    o.append(r.content_type);
+  }
+  if (r.status != 304 && r.status != 204 && r.status >= 200) {
+    o.append("\r\nContent-Length: ");
+    append_num(o, r.body.size());
+  }
+  if (!r.etag.empty()) {
+    o.append("\r\nETag: ");
+    o.append(r.etag);
+  }
+  if (!r.last_modified.empty()) {
+    o.append("\r\nLast-Modified: ");
+    o.append(r.last_modified);
+  }
+  if (!r.cache_control.empty()) {
+    o.append("\r\nCache-Control: ");
+    o.append(r.cache_control);
+  }
+  if (!r.location.empty()) {
+    o.append("\r\nLocation: ");
+    o.append(r.location);
+  }
+  if (r.content_range) {
+    o.append("\r\nContent-Range: bytes ");
+    if (r.range_unsatisfied) {
+      o.push_back('*');
+    } else {
+      append_num(o, r.range_first);
+      o.push_back('-');
+      append_num(o, r.range_last);
+    }
+    o.push_back('/');
+    append_num(o, r.range_total);
+  }
+  for (const http::HeaderField& f : r.headers) {
+    o.append("\r\n");
+    o.append(f.name);
+    o.append(": ");
+    o.append(f.value);
+  }
+  if (route) {
+    for (const auto& [name, value] : route->headers) {
+      o.append("\r\n");
+      o.append(name);
+      o.append(": ");
+      o.append(value);
+    }
+  }
+  o.append("\r\nX-Request-Id: ");
+  o.append(ex.req.request_id);
+  if (closing_ || !keep_alive_)
+    o.append("\r\nConnection: close");
+  else if (ex.req.version_minor == 0)
+    o.append("\r\nConnection: keep-alive");
+  o.append("\r\n\r\n");
+}
+
+void Connection::finish_response() {
+  http::Exchange& ex = *ex_;
+  http::Response& r = ex.resp;
+  if (close_when_idle_ || r.close) closing_ = true;
+  if (!keep_alive_) closing_ = true;
+  if (closing_) keep_alive_ = false;
+  serialize_head(route_);
+  bool no_body =
+      ex.req.method == http::Method::kHead || r.status == 304 || r.status == 204 || r.status < 200;
+  std::uint64_t body_bytes = 0;
+  if (!no_body && r.body.kind != http::Body::Kind::kNone && r.body.size() > 0) {
+    body_bytes = r.body.size();
+    if (r.body.kind == http::Body::Kind::kMemory && r.body.data.size() <= kCopyBodyMax) {
+      out_.append(r.body.data);
+    } else {
+      body_ = std::move(r.body);
+      body_sent_ = 0;
+    }
+  }
+  AccessLog& log = w_.access_log();
+  if (log.enabled()) {
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ex.started)
+            .count();
+    log.record(ex, r.status, body_bytes, ms);
+  }
+  if (body_.kind == http::Body::Kind::kNone) release_exchange();
+  begin_message();
+}
+
+void Connection::release_exchange() {
+  if (!ex_) return;
+  ex_->req.reset();
+  ex_->resp.reset();
+  w_.give_exchange(std::move(ex_));
+}
+
+bool Connection::flush() {
+  const ServerConfig& sc = w_.config()->server;
+  for (;;) {
+    std::size_t pending = out_.size() - out_off_;
+    ssize_t n;
+    if (pending > 0) {
+      if (body_.kind == http::Body::Kind::kMemory) {
+        iovec iov[2] = {
+            {out_.data() + out_off_, pending},
+            {const_cast<char*>(body_.data.data() + body_sent_), body_.data.size() - body_sent_}};
+        n = ::writev(fd_, iov, 2);
+        if (n > 0) {
+          std::size_t k = static_cast<std::size_t>(n);
+          std::size_t a = std::min(k, pending);
+          out_off_ += a;
+          body_sent_ += k - a;
+        }
+      } else {
+        int flags = MSG_NOSIGNAL | (body_.kind == http::Body::Kind::kFile ? MSG_MORE : 0);
+        n = ::send(fd_, out_.data() + out_off_, pending, flags);
+        if (n > 0) out_off_ += static_cast<std::size_t>(n);
+      }
+    } else if (body_.kind == http::Body::Kind::kMemory) {
+      n = ::send(fd_, body_.data.data() + body_sent_, body_.data.size() - body_sent_, MSG_NOSIGNAL);
+      if (n > 0) body_sent_ += static_cast<std::uint64_t>(n);
+    } else if (body_.kind == http::Body::Kind::kFile) {
+      off_t off = static_cast<off_t>(body_.offset + body_sent_);
+      std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(body_.length - body_sent_, 4u << 20));
+      n = ::sendfile(fd_, body_.fd, &off, want);
+      if (n == 0) {  // the file shrank under us: the promised length cannot be kept
+        close();
+        return false;
+      }
+      if (n > 0) body_sent_ += static_cast<std::uint64_t>(n);
+    } else {
+      break;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.send_timeout.count());
+        return false;
+      }
+      close();
+      return false;
+    }
+    if (out_off_ == out_.size()) {
+      out_.clear();
+      out_off_ = 0;
+    }
+    if (body_.kind != http::Body::Kind::kNone && body_sent_ >= body_.size() &&
+        out_off_ == out_.size()) {
+      body_ = http::Body{};
+      release_exchange();
+    }
+  }
+  // Everything written: the connection waits for the next request.
+  if (phase_ == Phase::kHead) {
+    bool partial = start_ < end_;
+    head_started_ = partial;
+    auto t = partial ? sc.header_timeout : sc.keepalive_timeout;
+    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(t.count());
+  }
+  return true;
+}
+
+void Connection::start_linger() {
+  // Half-close and drain what the client still sends, so it reads our response instead of a reset.
+  ::shutdown(fd_, SHUT_WR);
+  phase_ = Phase::kLinger;
+  deadline_ms_ = w_.now_ms() + kLingerMs;
+  if (poll_events_ != UV_READABLE) {
+    poll_events_ = UV_READABLE;
+    uv_poll_start(&poll_, UV_READABLE, on_poll);
+  }
+}
+
+}  // namespace edge

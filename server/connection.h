@@ -1,0 +1,103 @@
+// One HTTP/1.1 connection: its socket (a uv_poll_t on a non-blocking fd: reads, writev and
+// sendfile are ours), the llhttp parser, the read buffer, pending output, and its timeouts.
+#pragma once
+#include <llhttp.h>
+#include <netinet/in.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "server/http/exchange.h"
+
+namespace edge {
+
+class Worker;
+namespace routes {
+struct Route;
+}
+
+class Connection {
+ public:
+  Connection(Worker& w, int fd, const sockaddr_storage& peer);
+  void start();
+  // Stops reading and closes once idle (graceful stop); closes at once when idle now.
+  void close_when_idle();
+  void close();  // immediate
+  // Timeout check from the worker's sweep.
+  void check_timeout(std::uint64_t now_ms);
+
+  Connection* prev = nullptr;
+  Connection* next = nullptr;
+
+ private:
+  enum class Phase : unsigned char { kHead, kBody, kLinger, kClosed };
+  ~Connection();
+  static void on_poll(uv_poll_t* p, int status, int events);
+  static void on_close(uv_handle_t* h);
+  static int on_url(llhttp_t* p, const char* at, std::size_t len);
+  static int on_header_field(llhttp_t* p, const char* at, std::size_t len);
+  static int on_header_value(llhttp_t* p, const char* at, std::size_t len);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, std::size_t len);
+  static int on_message_complete(llhttp_t* p);
+  static const llhttp_settings_t& settings();
+
+  void on_readable();
+  void on_writable();
+  void process();
+  // Scans the request head for its end and for line-ending errors; returns the head length,
+  // 0 when more bytes are needed, or -status on an error.
+  long scan_head();
+  bool parse_head(std::size_t head_len);
+  void dispatch();
+  void respond_error(int status, bool close_after);
+  void finish_response();
+  void serialize_head(const routes::Route* route);
+  bool flush();  // true when everything queued is written
+  void update_poll();
+  void start_linger();
+  void begin_message();
+  void release_exchange();
+
+  Worker& w_;
+  int fd_;
+  uv_poll_t poll_;
+  int poll_events_ = 0;
+  llhttp_t parser_;
+  char client_ip_[INET6_ADDRSTRLEN] = {};
+  char request_id_[17] = {};
+
+  // Read buffer: bytes [start_, end_) are unparsed; head scanning resumes at scan_.
+  std::unique_ptr<char[]> buf_;
+  std::size_t cap_ = 0, start_ = 0, end_ = 0, scan_ = 0, line_start_ = 0, head_end_ = 0;
+  std::size_t lines_ = 0;
+  bool first_line_done_ = false;
+  bool big_buf_ = false;
+
+  // Output: out_ (heads and small bodies) then body_ (a large memory or file body).
+  std::string out_;
+  std::size_t out_off_ = 0;
+  http::Body body_;
+  std::uint64_t body_sent_ = 0;
+
+  std::unique_ptr<http::Exchange> ex_;  // the request in progress
+  const routes::Route* route_ = nullptr;
+  Phase phase_ = Phase::kHead;
+  bool last_was_value_ = false;
+  int parse_status_ = 0;  // an error status found while parsing
+  bool keep_alive_ = true;
+  bool message_done_ = false;
+  bool closing_ = false;  // close after the queued output
+  bool close_when_idle_ = false;
+  bool head_started_ = false;  // some bytes of a request head arrived
+  bool expect_continue_ = false;
+  std::uint64_t body_seen_ = 0;
+  std::uint64_t deadline_ms_ = 0;
+  std::size_t header_count_ = 0;
+  std::uint64_t bytes_out_for_log_ = 0;
+  int status_for_log_ = 0;
+};
+
+}  // namespace edge

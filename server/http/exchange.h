@@ -1,0 +1,125 @@
+// The protocol-neutral exchange: what a handler sees (request head) and answers (response head
+// and a body source). Codecs (HTTP/1.1 now, HTTP/2 later) fill the request and write the response;
+// handlers never see sockets or protocol versions.
+#pragma once
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <ctime>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "server/http/date.h"
+#include "server/http/headers.h"
+#include "server/http/method.h"
+
+namespace edge::http {
+
+// Where the response bytes come from. The codec decides how they reach the wire (writev for
+// memory, sendfile for files on plain connections). `keep` holds the storage alive until written.
+struct Body {
+  enum class Kind : unsigned char { kNone, kMemory, kFile };
+  Kind kind = Kind::kNone;
+  std::string_view data;  // kMemory
+  int fd = -1;            // kFile
+  std::uint64_t offset = 0;
+  std::uint64_t length = 0;
+  std::shared_ptr<const void> keep;
+
+  std::uint64_t size() const { return kind == Kind::kMemory ? data.size() : length; }
+};
+
+struct Request {
+  Method method = Method::kOther;
+  std::string_view method_name;
+  std::string_view target;    // as received
+  std::string_view path;      // percent-decoded, dot segments removed (after any rewrite)
+  std::string_view raw_path;  // the path as received, before decoding
+  std::string_view query;     // without the '?'
+  unsigned char version_minor = 1;
+  HeaderList headers;
+  std::string_view host;        // Host header without port, lower-cased by the codec when needed
+  std::string_view client_ip;   // textual peer address
+  std::string_view request_id;  // kept from the client when well-formed, else generated
+  std::uint64_t content_length = 0;
+  bool has_body = false;
+  bool tls = false;
+
+  // Clears the request for reuse, keeping the header list's capacity.
+  void reset() {
+    HeaderList keep = std::move(headers);
+    *this = Request{};
+    keep.clear();
+    headers = std::move(keep);
+  }
+};
+
+struct Response {
+  int status = 200;
+  std::string_view content_type;
+  std::string_view cache_control;
+  std::string_view etag;
+  std::string_view last_modified;
+  std::string_view location;
+  HeaderList headers;  // further fields; values must outlive the write
+  Body body;
+  // Content-Range for 206/416, formatted by the codec.
+  bool content_range = false;
+  std::uint64_t range_first = 0, range_last = 0, range_total = 0;
+  bool range_unsatisfied = false;  // "bytes */total"
+  bool close = false;              // close the connection after this response
+
+  void reset() {
+    status = 200;
+    content_type = cache_control = etag = last_modified = location = {};
+    headers.clear();
+    body = Body{};
+    content_range = range_unsatisfied = close = false;
+    range_first = range_last = range_total = 0;
+  }
+};
+
+struct Exchange {
+  Request req;
+  Response resp;
+  unsigned worker_id = 0;
+  std::time_t now = 0;
+  std::chrono::steady_clock::time_point started;
+  std::array<std::string_view, 10> captures{};  // $0..$9 of a regex route
+  std::string path_buf;                         // storage for req.path
+  std::string rewrite_buf;                      // storage for a rewritten path before decoding
+  std::string scratch;                          // storage for generated bodies and headers
+  std::string scratch2;
+
+  // A short generated body (error pages, JSON) owned by the exchange.
+  void set_text(int status, std::string_view content_type, std::string_view text) {
+    resp.status = status;
+    resp.content_type = content_type;
+    scratch.assign(text);
+    resp.body = Body{};
+    resp.body.kind = Body::Kind::kMemory;
+    resp.body.data = scratch;
+  }
+  // A body from static storage (string literals), no copy.
+  void set_static(int status, std::string_view content_type, std::string_view text) {
+    resp.status = status;
+    resp.content_type = content_type;
+    resp.body = Body{};
+    resp.body.kind = Body::Kind::kMemory;
+    resp.body.data = text;
+  }
+};
+
+// A handler answers an exchange synchronously. Handlers are immutable parts of a config snapshot
+// shared by all workers; per-worker state is indexed by Exchange::worker_id.
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  virtual void handle(Exchange& ex) const = 0;
+  // Whether requests to this handler may carry a body (others get 413).
+  virtual bool takes_body() const { return false; }
+  virtual const char* kind() const = 0;
+};
+
+}  // namespace edge::http

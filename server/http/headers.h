@@ -1,0 +1,47 @@
+// Header fields as views: request headers point into the connection's read buffer, response
+// headers into storage that outlives the write (static strings, the file cache, the route).
+#pragma once
+#include <cstddef>
+#include <string_view>
+#include <vector>
+
+#include "server/http/token.h"
+
+namespace edge::http {
+
+struct HeaderField {
+  std::string_view name;
+  std::string_view value;
+};
+
+class HeaderList {
+ public:
+  void clear() { fields_.clear(); }
+  void reserve(std::size_t n) { fields_.reserve(n); }
+  void add(std::string_view name, std::string_view value) { fields_.push_back({name, value}); }
+  std::size_t size() const { return fields_.size(); }
+  bool empty() const { return fields_.empty(); }
+  const HeaderField& operator[](std::size_t i) const { return fields_[i]; }
+  HeaderField& operator[](std::size_t i) { return fields_[i]; }
+  auto begin() const { return fields_.begin(); }
+  auto end() const { return fields_.end(); }
+
+  // First field with this name (case-insensitive), or an empty view with found=false.
+  const HeaderField* find(std::string_view name) const {
+    for (const auto& f : fields_)
+      if (iequals(f.name, name)) return &f;
+    return nullptr;
+  }
+  std::string_view get(std::string_view name) const {
+    const HeaderField* f = find(name);
+    return f ? f->value : std::string_view{};
+  }
+  void remove(std::string_view name) {
+    std::erase_if(fields_, [&](const HeaderField& f) { return iequals(f.name, name); });
+  }
+
+ private:
+  std::vector<HeaderField> fields_;
+};
+
+}  // namespace edge::http

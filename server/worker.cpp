@@ -1,0 +1,228 @@
+// Worker loop: accept on its own listening sockets, a once-a-second sweep for timeouts, access-log
+// flushing before the loop sleeps, graceful stop.
+#include "server/worker.h"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <random>
+
+#include "server/connection.h"
+
+namespace edge {
+
+Worker::Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<AccessLogSink> sink,
+               std::vector<int> listen_fds)
+    : id_(id), config_(std::move(cfg)), access_log_(std::move(sink)) {
+  uv_loop_init(&loop_);
+  loop_.data = this;
+  for (int fd : listen_fds) {
+    auto l = std::make_unique<Listener>();
+    l->worker = this;
+    l->fd = fd;
+    listeners_.push_back(std::move(l));
+  }
+  std::random_device rd;
+  id_seed_ =
+      (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (static_cast<std::uint64_t>(id) << 56);
+}
+
+Worker::~Worker() {
+  uv_loop_close(&loop_);
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::request_stop() {
+  uv_async_send(&stop_async_);
+}
+
+void Worker::run() {
+  uv_async_init(&loop_, &stop_async_,
+                [](uv_async_t* a) { static_cast<Worker*>(a->loop->data)->begin_stop(); });
+  uv_timer_init(&loop_, &sweep_timer_);
+  uv_timer_start(
+      &sweep_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->loop->data)->sweep(); }, 250, 250);
+  uv_timer_init(&loop_, &grace_timer_);
+  uv_timer_init(&loop_, &accept_pause_);
+  uv_prepare_init(&loop_, &flush_prepare_);
+  uv_prepare_start(&flush_prepare_, [](uv_prepare_t* p) {
+    static_cast<Worker*>(p->loop->data)->access_log_.flush();
+  });
+  for (auto& l : listeners_) {
+    uv_poll_init(&loop_, &l->poll, l->fd);
+    l->poll.data = l.get();
+    uv_poll_start(&l->poll, UV_READABLE, [](uv_poll_t* p, int status, int) {
+      auto* li = static_cast<Listener*>(p->data);
+      if (status == 0) li->worker->on_accept(*li);
+    });
+  }
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  access_log_.flush();
+}
+
+void Worker::on_accept(Listener& l) {
+  for (int i = 0; i < 64; ++i) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    int fd =
+        ::accept4(l.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Out of descriptors: stop accepting for a moment rather than spin on a ready socket.
+        if (!accept_paused_) {
+          spdlog::warn("worker {}: accept: {}; pausing accepts for 100 ms", id_,
+                       std::strerror(errno));
+          accept_paused_ = true;
+          for (auto& x : listeners_) uv_poll_stop(&x->poll);
+          uv_timer_start(
+              &accept_pause_,
+              [](uv_timer_t* t) {
+                auto* w = static_cast<Worker*>(t->loop->data);
+                w->accept_paused_ = false;
+                if (w->stopping_) return;
+                for (auto& x : w->listeners_)
+                  uv_poll_start(&x->poll, UV_READABLE, [](uv_poll_t* p, int status, int) {
+                    auto* li = static_cast<Listener*>(p->data);
+                    if (status == 0) li->worker->on_accept(*li);
+                  });
+              },
+              100, 0);
+        }
+      }
+      return;  // EAGAIN and the rest
+    }
+    if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    auto* c =
+        new Connection(*this, fd, peer);  // owned by its poll handle: freed in its close callback
+    c->start();
+  }
+}
+
+void Worker::link(Connection* c) {
+  c->next = conns_;
+  c->prev = nullptr;
+  if (conns_) conns_->prev = c;
+  conns_ = c;
+  ++conn_count_;
+}
+
+void Worker::unlink(Connection* c) {
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    conns_ = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->prev = c->next = nullptr;
+  --conn_count_;
+  if (stopping_) maybe_finish();
+}
+
+void Worker::sweep() {
+  std::uint64_t now = uv_now(&loop_);
+  for (Connection* c = conns_; c;) {
+    Connection* next = c->next;  // check_timeout may unlink c
+    c->check_timeout(now);
+    c = next;
+  }
+}
+
+void Worker::begin_stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  for (auto& l : listeners_) {
+    uv_poll_stop(&l->poll);
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->poll), nullptr);
+    ::close(l->fd);
+  }
+  uv_timer_stop(&accept_pause_);
+  for (Connection* c = conns_; c;) {
+    Connection* next = c->next;
+    c->close_when_idle();
+    c = next;
+  }
+  auto grace = static_cast<std::uint64_t>(config_->server.grace_period.count());
+  uv_timer_start(
+      &grace_timer_,
+      [](uv_timer_t* t) {
+        auto* w = static_cast<Worker*>(t->loop->data);
+        if (w->conn_count_)
+          spdlog::warn("worker {}: grace period over, closing {} connections", w->id_,
+                       w->conn_count_);
+        for (Connection* c = w->conns_; c;) {
+          Connection* next = c->next;
+          c->close();
+          c = next;
+        }
+      },
+      grace, 0);
+  maybe_finish();
+}
+
+void Worker::maybe_finish() {
+  if (finished_ || conn_count_ != 0) return;
+  finished_ = true;
+  uv_timer_stop(&grace_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&grace_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&sweep_timer_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&accept_pause_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&flush_prepare_), nullptr);
+}
+
+void Worker::make_request_id(char* out) {
+  // splitmix64 over a per-worker random seed and a counter: unique, unpredictable enough for
+  // correlation (not a secret), and allocation-free.
+  std::uint64_t z = id_seed_ + 0x9e3779b97f4a7c15ULL * ++id_counter_;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i) {
+    out[i] = kHex[z & 15];
+    z >>= 4;
+  }
+  out[16] = '\0';
+}
+
+std::unique_ptr<char[]> Worker::take_buffer() {
+  if (buffers_.empty()) return std::unique_ptr<char[]>(new char[kBufferSize]);
+  auto b = std::move(buffers_.back());
+  buffers_.pop_back();
+  return b;
+}
+
+void Worker::give_buffer(std::unique_ptr<char[]> b) {
+  if (buffers_.size() < 256) buffers_.push_back(std::move(b));
+}
+
+std::unique_ptr<http::Exchange> Worker::take_exchange() {
+  if (exchanges_.empty()) {
+    auto ex = std::make_unique<http::Exchange>();
+    ex->req.headers.reserve(32);
+    return ex;
+  }
+  auto ex = std::move(exchanges_.back());
+  exchanges_.pop_back();
+  return ex;
+}
+
+void Worker::give_exchange(std::unique_ptr<http::Exchange> ex) {
+  if (exchanges_.size() < 256) exchanges_.push_back(std::move(ex));
+}
+
+}  // namespace edge

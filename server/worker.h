@@ -1,0 +1,86 @@
+// A worker: one thread, one libuv loop, its own SO_REUSEPORT listening sockets, its connections.
+// Nothing on the path of a static hit is shared with other workers.
+#pragma once
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "server/config.h"
+#include "server/http/date.h"
+#include "server/log.h"
+
+namespace edge {
+
+class Connection;
+
+class Worker {
+ public:
+  Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<AccessLogSink> sink,
+         std::vector<int> listen_fds);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();         // spawns the thread
+  void request_stop();  // thread-safe: stop accepting, finish in flight, exit the loop
+  void join();
+
+  // Used by connections (worker thread only).
+  unsigned id() const { return id_; }
+  uv_loop_t* loop() { return &loop_; }
+  const std::shared_ptr<const Config>& config() const { return config_; }
+  http::DateCache& dates() { return dates_; }
+  AccessLog& access_log() { return access_log_; }
+  std::uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
+  bool stopping() const { return stopping_; }
+  void make_request_id(char* out16);  // 16 hex characters
+  std::unique_ptr<char[]> take_buffer();
+  void give_buffer(std::unique_ptr<char[]> b);
+  static constexpr std::size_t kBufferSize = 16 * 1024;
+
+  std::unique_ptr<http::Exchange> take_exchange();
+  void give_exchange(std::unique_ptr<http::Exchange> ex);
+
+  void link(Connection* c);
+  void unlink(Connection* c);
+
+ private:
+  struct Listener {
+    Worker* worker;
+    int fd;
+    uv_poll_t poll;
+  };
+  void run();
+  void on_accept(Listener& l);
+  void begin_stop();
+  void sweep();
+  void maybe_finish();
+
+  unsigned id_;
+  std::shared_ptr<const Config> config_;
+  uv_loop_t loop_{};
+  uv_async_t stop_async_{};
+  uv_timer_t sweep_timer_{};
+  uv_timer_t grace_timer_{};
+  uv_timer_t accept_pause_{};
+  uv_prepare_t flush_prepare_{};
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::thread thread_;
+  http::DateCache dates_;
+  AccessLog access_log_;
+  Connection* conns_ = nullptr;  // intrusive list
+  std::size_t conn_count_ = 0;
+  std::vector<std::unique_ptr<char[]>> buffers_;
+  std::vector<std::unique_ptr<http::Exchange>> exchanges_;
+  std::uint64_t id_seed_ = 0;
+  std::uint64_t id_counter_ = 0;
+  bool stopping_ = false;
+  bool finished_ = false;
+  bool accept_paused_ = false;
+};
+
+}  // namespace edge

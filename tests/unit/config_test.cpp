@@ -1,0 +1,147 @@
+// Config loading: every error names the file and line; env expansion; durations and sizes.
+#include "server/config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("edge-config-" + std::to_string(::getpid()));
+    fs::create_directories(dir_ / "site");
+    std::ofstream(dir_ / "site" / "index.html") << "x";
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Loads `text` and returns the error message ("" when it loads).
+  std::string load(const std::string& text) {
+    std::string path = (dir_ / "edge.toml").string();
+    std::ofstream(path) << text;
+    try {
+      cfg_ = edge::load_config(path, std::chrono::steady_clock::now());
+      return "";
+    } catch (const edge::ConfigError& e) {
+      return e.what();
+    }
+  }
+  std::string where(int line) {
+    return (dir_ / "edge.toml").string() + ":" + std::to_string(line) + ": ";
+  }
+
+  fs::path dir_;
+  std::shared_ptr<const edge::Config> cfg_;
+};
+
+constexpr const char* kGood = R"(
+[server]
+workers = 2
+keepalive_timeout = "30s"
+max_header_bytes = "16k"
+
+[[listen]]
+address = "127.0.0.1:0"
+
+[[route]]
+path = "/health"
+health = true
+
+[[route]]
+prefix = "/"
+root = "site"
+spa_fallback = "/index.html"
+headers = { "X-Frame-Options" = "DENY" }
+)";
+
+}  // namespace
+
+TEST_F(ConfigTest, GoodConfigLoads) {
+  ASSERT_EQ(load(kGood), "");
+  EXPECT_EQ(cfg_->server.workers, 2u);
+  EXPECT_EQ(cfg_->server.keepalive_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(cfg_->server.max_header_bytes, 16u * 1024);
+  ASSERT_EQ(cfg_->routes.routes().size(), 2u);
+  EXPECT_EQ(cfg_->routes.routes()[1].headers[0].first, "X-Frame-Options");
+  EXPECT_NE(cfg_->describe().find("listen http://127.0.0.1:0"), std::string::npos);
+}
+
+TEST_F(ConfigTest, UnknownKeyNamesItsLine) {
+  std::string err = load("[server]\nworkers = 1\nworkerz = 2\n");
+  EXPECT_EQ(err.rfind(where(3) + "unknown key \"workerz\"", 0), 0u) << err;
+}
+
+TEST_F(ConfigTest, WrongTypeNamesItsLine) {
+  std::string err =
+      load("[server]\n\nkeepalive_timeout = true\n[[listen]]\naddress=\"127.0.0.1:1\"\n");
+  EXPECT_EQ(err.rfind(where(3) + "keepalive_timeout must be a duration", 0), 0u) << err;
+}
+
+TEST_F(ConfigTest, MissingRootNamesItsLine) {
+  std::string err =
+      load("[[listen]]\naddress = \"127.0.0.1:0\"\n[[route]]\nprefix = \"/\"\nroot = \"nope\"\n");
+  EXPECT_EQ(err.rfind(where(5) + "root", 0), 0u) << err;
+  EXPECT_NE(err.find("is not a directory"), std::string::npos);
+}
+
+TEST_F(ConfigTest, SyntaxErrorNamesItsLine) {
+  std::string err = load("[server]\nworkers = = 1\n");
+  EXPECT_EQ(err.rfind(where(2), 0), 0u) << err;
+}
+
+TEST_F(ConfigTest, BadValuesAreRefused) {
+  EXPECT_NE(load("[[listen]]\naddress = \"localhost\"\n"), "");
+  EXPECT_NE(load("[[listen]]\naddress = \"127.0.0.1:99999\"\n"), "");
+  EXPECT_NE(load("[[listen]]\naddress = \"example.com:80\"\n"), "");
+  EXPECT_NE(
+      load("[[listen]]\naddress = \"127.0.0.1:0\"\n[[route]]\nregex = \"(\"\nhealth = true\n"), "");
+  EXPECT_NE(load("[[listen]]\naddress = \"127.0.0.1:0\"\n[[route]]\nprefix = \"/\"\n"), "");
+  EXPECT_NE(
+      load("[[listen]]\naddress = \"127.0.0.1:0\"\n[[route]]\nhealth = true\nroot = \"site\"\n"),
+      "");
+  EXPECT_NE(load("[[listen]]\naddress = \"127.0.0.1:0\"\n[[route]]\nhealth = true\nspa_fallback = "
+                 "\"/x\"\n"),
+            "");
+  EXPECT_NE(load("[server]\nworkers = 0\n"), "");
+}
+
+TEST_F(ConfigTest, EnvironmentExpansion) {
+  ::setenv("EDGE_TEST_PORT", "0", 1);
+  ::unsetenv("EDGE_TEST_UNSET");
+  EXPECT_EQ(
+      load("[[listen]]\naddress = \"127.0.0.1:${EDGE_TEST_PORT}\"\n[[route]]\nhealth = true\n"),
+      "");
+  EXPECT_EQ(
+      load("[[listen]]\naddress = \"${EDGE_TEST_UNSET:-127.0.0.1:0}\"\n[[route]]\nhealth = true\n"),
+      "");
+  std::string err =
+      load("[[listen]]\naddress = \"${EDGE_TEST_UNSET}\"\n[[route]]\nhealth = true\n");
+  EXPECT_EQ(err.rfind(where(2), 0), 0u) << err;
+  EXPECT_NE(err.find("EDGE_TEST_UNSET is not set"), std::string::npos) << err;
+}
+
+TEST(ConfigValues, DurationsAndSizes) {
+  std::chrono::milliseconds d{};
+  EXPECT_TRUE(edge::parse_duration("10s", d));
+  EXPECT_EQ(d.count(), 10000);
+  EXPECT_TRUE(edge::parse_duration("15m", d));
+  EXPECT_EQ(d.count(), 900000);
+  EXPECT_TRUE(edge::parse_duration("2h", d));
+  EXPECT_EQ(d.count(), 7200000);
+  EXPECT_TRUE(edge::parse_duration("250ms", d));
+  EXPECT_EQ(d.count(), 250);
+  EXPECT_FALSE(edge::parse_duration("10 s", d));
+  EXPECT_FALSE(edge::parse_duration("s", d));
+  EXPECT_FALSE(edge::parse_duration("10y", d));
+  std::uint64_t v = 0;
+  EXPECT_TRUE(edge::parse_size("8k", v));
+  EXPECT_EQ(v, 8192u);
+  EXPECT_TRUE(edge::parse_size("1m", v));
+  EXPECT_EQ(v, 1048576u);
+  EXPECT_FALSE(edge::parse_size("1x", v));
+}
