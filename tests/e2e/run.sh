@@ -77,7 +77,8 @@ if ! timeout 10 "$edge_bin" --check --config "$work/edge.toml" > "$work/check.ou
   exit 1
 fi
 
-"$edge_bin" --config "$work/edge.toml" 2> "$work/edge.err" &
+: > "$work/edge.err" # exists before the poll below reads it (the redirect happens in the background job)
+"$edge_bin" --config "$work/edge.toml" 2>> "$work/edge.err" &
 edge_pid=$!
 
 port=""
