@@ -93,8 +93,59 @@ class Limits(et.EdgeTestCase):
             c.send(et.request("/logo.svg"))
             self.assertEqual(c.read_response().status, 200)
 
+    def test_chunked_body_over_max_body(self):
+        body = b"".join(b"100\r\n" + b"y" * 256 + b"\r\n" for _ in range(6)) + b"0\r\n\r\n"  # 1536 > 1024
+        r = self.get_first(et.request("/docs/", headers=[("Transfer-Encoding", "chunked")], body=body))
+        self.assertStatus(r, 413)
+
+    def test_chunked_body_with_trailer(self):
+        with et.Conn(self.port) as c:
+            c.send(et.request("/docs/", headers=[("Transfer-Encoding", "chunked")],
+                              body=b"4;ext=1\r\nabcd\r\n0\r\nX-Trailer: t\r\n\r\n") + et.request("/logo.svg"))
+            r1 = c.read_response()
+            r2 = c.read_response()
+        self.assertStatus(r1, 200)
+        self.assertStatus(r2, 200)
+        self.assertEqual(r2.body, self.site.files["/logo.svg"])
+
     def test_zero_content_length_ok_on_static(self):
         r = self.get("/index.html", headers=[("Content-Length", "0")])
+        self.assertStatus(r, 200)
+
+    def test_413_body_is_not_parsed_as_a_request(self):
+        """The refused body must never be read as the next request (no smuggling)."""
+        smuggled = b"GET /logo.svg HTTP/1.1\r\nHost: x\r\nX-Request-Id: smuggled\r\n\r\n"
+        data = et.request("/index.html", headers=[("Content-Length", str(len(smuggled)))]) + smuggled
+        buf, closed = et.raw(self.port, data, timeout=2)
+        rs, _ = et.parse_all(buf, closed=True)
+        self.assertTrue(rs)
+        self.assertEqual(rs[0].status, 413, rs[0])
+        self.assertEqual([r for r in rs if r.header("x-request-id") == "smuggled"], [],
+                         "the body of the refused request was answered as a request")
+
+    def test_expect_with_too_large_body_gets_413_not_100(self):
+        with et.Conn(self.port) as c:
+            c.send(et.request("/docs/", headers=[("Content-Length", "5000"), ("Expect", "100-continue")]))
+            r = c.read_response(timeout=3)
+        self.assertEqual(r.status, 413, f"expected 413 instead of 100 Continue for a body over max_body: {r!r}")
+
+    def test_expect_on_static_route_gets_413_not_100(self):
+        with et.Conn(self.port) as c:
+            c.send(et.request("/index.html", headers=[("Content-Length", "10"), ("Expect", "100-continue")]))
+            r = c.read_response(timeout=3)
+        self.assertEqual(r.status, 413, r)
+
+    def test_missing_host_http11(self):
+        # RFC 9112 3.2: a server MUST respond 400 to an HTTP/1.1 request without Host
+        self.assert_status_and_close(b"GET /index.html HTTP/1.1\r\n\r\n", 400, "no Host")
+
+    def test_duplicate_host(self):
+        # RFC 9112 3.2: ... or with more than one Host field line
+        self.assert_status_and_close(b"GET /index.html HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400,
+                                     "two Host lines")
+
+    def test_http10_without_host_ok(self):
+        r = self.get("/index.html", host=None, version="HTTP/1.0")
         self.assertStatus(r, 200)
 
     def get_first(self, data):

@@ -91,6 +91,61 @@ class Protocol(et.EdgeTestCase):
             self.assertEqual(r.header("x-request-id"), f"big-{i}")
             self.assertEqual(r.body, et.blob_bytes())
 
+    def test_pipelining_many(self):
+        n = 100
+        paths = ["/logo.svg", "/readings/3", "/nope.js", "/index.html"]
+        data = b"".join(et.request(paths[i % 4], headers=[("X-Request-Id", f"many-{i}")]) for i in range(n))
+        with et.Conn(self.port, timeout=10) as c:
+            c.send(data)
+            rs = [c.read_response(timeout=10) for _ in range(n)]
+        self.assertEqual([r.header("x-request-id") for r in rs], [f"many-{i}" for i in range(n)])
+        self.assertEqual([r.status for r in rs], [[200, 200, 404, 200][i % 4] for i in range(n)])
+
+    def test_pipelining_mixed(self):
+        blob = et.blob_bytes()
+        etag = self.get("/logo.svg").header("etag")
+        reqs = [
+            ("GET", et.request("/blob.bin")),
+            ("HEAD", et.request("/index.html", "HEAD")),
+            ("GET", et.request("/blob.bin", headers=[("Range", "bytes=10-19")])),
+            ("GET", et.request("/logo.svg", headers=[("If-None-Match", etag)])),
+            ("GET", et.request("/docs")),
+            ("GET", et.request("/docs/", headers=[("Content-Length", "3")], body=b"abc")),
+            ("GET", et.request("/health")),
+            ("GET", et.request("/blob.bin", headers=[("Range", "bytes=0-1,5-6")])),
+            ("GET", et.request("/index.html")),
+        ]
+        with et.Conn(self.port, timeout=10) as c:
+            c.send(b"".join(d for _, d in reqs))
+            rs = [c.read_response(m, timeout=10) for m, _ in reqs]
+        self.assertEqual([r.status for r in rs], [200, 200, 206, 304, 301, 200, 200, 206, 200])
+        self.assertEqual(rs[0].body, blob)
+        self.assertEqual(rs[1].body, b"")
+        self.assertEqual(rs[2].body, blob[10:20])
+        self.assertEqual(rs[5].body, et.DOCS_INDEX_HTML)
+        self.assertEqual(rs[7].media_type(), "multipart/byteranges")
+        self.assertEqual(rs[8].body, et.INDEX_HTML)
+
+    def test_connection_close_in_the_middle_of_a_pipeline(self):
+        data = (et.request("/logo.svg") + et.request("/index.html", headers=[("Connection", "close")])
+                + et.request("/readings/1", headers=[("X-Request-Id", "after-close")]))
+        rs, closed, rest = et.raw_responses(self.port, data, timeout=3)
+        self.assertEqual([r.status for r in rs], [200, 200], rs)
+        self.assertTrue(closed)
+
+    def test_client_half_close_still_answered(self):
+        with et.Conn(self.port) as c:
+            c.send(et.request("/index.html"))
+            c.sock.shutdown(2 - 1)  # SHUT_WR: the client is done sending, still reading
+            r = c.read_response()
+        self.assertStatus(r, 200)
+        self.assertEqual(r.body, et.INDEX_HTML)
+
+    def test_query_string_ignored_for_files(self):
+        r = self.get("/logo.svg?v=123&x=%2F..%2F")
+        self.assertStatus(r, 200)
+        self.assertEqual(r.body, self.site.files["/logo.svg"])
+
     def test_request_split_across_writes(self):
         data = et.request("/index.html")
         with et.Conn(self.port) as c:

@@ -77,6 +77,13 @@ class Ranges(et.EdgeTestCase):
         self.assertIsNone(r.header("content-range"))
         self.assertEqual(r.body, BLOB)
 
+    def test_if_range_weak_etag_never_matches(self):
+        # RFC 9110 13.1.5: If-Range uses the strong comparison; a weak validator never matches
+        etag = self.get("/blob.bin").header("etag")
+        r = self.rng("bytes=10-19", [("If-Range", "W/" + etag)])
+        self.assertStatus(r, 200)
+        self.assertEqual(len(r.body), SIZE)
+
     def test_if_range_date(self):
         lm = self.get("/blob.bin").header("last-modified")
         self.assert_206(self.rng("bytes=10-19", [("If-Range", lm)]), 10, 19)

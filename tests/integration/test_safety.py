@@ -53,6 +53,11 @@ class Safety(et.EdgeTestCase):
         self.assert_400(b"/index.html%00.js")
         self.assert_400(b"/%00/etc/passwd")
 
+    def test_bad_percent_encoding(self):
+        self.assert_400(b"/index%zz.html")
+        self.assert_400(b"/index%2.html")
+        self.assert_400(b"/index.html%")
+
     def test_raw_nul_byte(self):
         rs, closed = self.send_raw_target(b"/index\x00.html")
         self.assertNoSecret("raw NUL", rs)

@@ -113,6 +113,22 @@ class StaticFiles(et.EdgeTestCase):
         # RFC 9110 15.4.5: Content-Length on a 304 is absent or the 200's value
         self.assertIn(r.header("content-length"), (None, "1024"), r)
 
+    def test_304_keeps_cache_headers(self):
+        # RFC 9110 15.4.5: a 304 carries the Cache-Control, ETag (and Date) a 200 would have
+        for path, cc in (("/assets/index-Ab3dE5fG.js", et.IMMUTABLE), ("/logo.svg", "public, max-age=60"),
+                         ("/index.html", "no-cache")):
+            etag = self.get(path).header("etag")
+            r = self.get(path, headers=[("If-None-Match", etag)])
+            self.assertEqual(r.status, 304, path)
+            self.assertEqual(r.header("cache-control"), cc, path)
+            self.assertEqual(r.header("etag"), etag, path)
+            self.assertIsNotNone(r.header("date"), path)
+
+    def test_head_conditional_304(self):
+        etag = self.get("/logo.svg").header("etag")
+        r = self.get("/logo.svg", method="HEAD", headers=[("If-None-Match", etag)])
+        self.assertStatus(r, 304)
+
     def test_if_none_match_list_and_star(self):
         etag = self.get("/logo.svg").header("etag")
         r = self.get("/logo.svg", headers=[("If-None-Match", f'"nope", {etag}')])
