@@ -287,6 +287,7 @@ class Edge:
                 if left <= 0:
                     break
                 self._cond.wait(min(left, 0.1))
+        self.started_at = time.monotonic()
         hosts = {h for h, _ in self.listening}
         if self.proc.poll() is not None:
             self._reader.join(2)
@@ -313,6 +314,13 @@ class Edge:
     def stderr_text(self):
         with self._lock:
             return "\n".join(self.stderr_lines)
+
+    def settle(self, seconds=0.3):
+        """Make sure edge has been up `seconds` before it is signalled.  Used by tests that are
+        about something else: SIGTERM right after start has its own test (test_graceful)."""
+        left = self.started_at + seconds - time.monotonic()
+        if left > 0:
+            time.sleep(left)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -800,6 +808,7 @@ class EdgeTestCase(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         try:
+            cls.edge.settle()
             rc = cls.edge.stop()
             if rc != 0:
                 raise AssertionError(

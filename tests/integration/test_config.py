@@ -148,6 +148,7 @@ class ConfigCheck(unittest.TestCase):
             self.assertEqual(r.header("server"), "edge-default-hdr")
             self.assertEqual(r.header("x-from-env"), "from-env")
         finally:
+            edge.settle()
             self.assertEqual(edge.stop(), 0)
 
     def test_relative_paths_from_config_folder(self):
@@ -164,6 +165,7 @@ class ConfigCheck(unittest.TestCase):
             self.assertEqual(r.status, 200)
             self.assertEqual(r.body, et.INDEX_HTML)
         finally:
+            edge.settle()
             self.assertEqual(edge.stop(), 0)
         with open(os.path.join(self.tmp, "logs-rel", "access.log")) as f:
             self.assertIn('"rel-1"', f.read())

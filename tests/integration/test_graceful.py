@@ -128,6 +128,7 @@ class Graceful(unittest.TestCase):
         with et.Conn(edge.port) as c:
             c.send(et.request("/index.html"))
             self.assertEqual(c.read_response().status, 200)
+            edge.settle()
             t0 = time.monotonic()
             edge.signal(signal.SIGTERM)
             rc = edge.wait(5)
@@ -141,12 +142,13 @@ class Graceful(unittest.TestCase):
         reader = SlowReader(edge.port, "/big.bin", rate=256 * 1024)  # ~48 s: far beyond the grace period
         reader.start()
         self.assertTrue(reader.started_flow.wait(5), "download did not start")
+        edge.settle()
         t0 = time.monotonic()
         edge.signal(signal.SIGTERM)
         rc = edge.wait(8)
         elapsed = time.monotonic() - t0
         self.assertIsNotNone(rc, "edge still running 8 s after SIGTERM with grace_period = 1s")
-        self.assertGreaterEqual(elapsed, 0.8, "the in-flight download was not given its grace period")
+        self.assertGreaterEqual(elapsed, 0.8, f"the in-flight download was not given its grace period (rc {rc})")
         self.assertLess(elapsed, 4.0, "exit took far longer than grace_period = 1s")
         self.assertEqual(rc, 0)
         reader.rate = 1e12  # drain what the kernel still holds quickly
@@ -168,6 +170,7 @@ class Graceful(unittest.TestCase):
         edge = self.start("10s")
         r = et.raw_one(edge.port, et.request("/index.html"))
         self.assertEqual(r.status, 200)
+        edge.settle()
         edge.signal(signal.SIGINT)
         self.assertEqual(edge.wait(5), 0)
 
