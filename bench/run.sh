@@ -6,7 +6,7 @@
 # ../shared/anchors/run.sh against each one (wrk pinned to the load CPU, srv_cpu from the
 # server's own user+sys time), RUNS times, interleaved. Prints a markdown table at the end.
 #
-#   bench/run.sh                 full benchmark (RUNS=3, ~2×5×8 s per run)
+#   bench/run.sh                 full benchmark (RUNS=3: 3 × 5 cases × 2 servers × ~9 s)
 #   SERVERS=nginx bench/run.sh   nginx half only (no edge binary needed)
 #   PROBE_ONLY=1 bench/run.sh    start, probe every case (status/size/headers), stop
 #
@@ -21,6 +21,9 @@
 #   NGINX_OPEN_FILE_CACHE=1               0 = exactly the anchors' nginx (no open_file_cache)
 #   EDGE_LOG_LEVEL=warn                   edge's [log] level
 #   BUILD_WAIT_MAX=3600                   max seconds to wait for a running build to finish
+#   BUILD_RETRIES=3                       repeat a measurement that overlapped a build (up to N times)
+#   QUIET_MAX=25 QUIET_WAIT=120           before each measurement wait (up to QUIET_WAIT s) until other
+#                                         processes use <= QUIET_MAX % of all CPUs; recorded as pre_busy
 #   STRICT=0                              1 = abort when a probe shows a wrong status/size/header
 #   NO_INSTALL=0                          1 = never apt-get install missing tools
 #
@@ -44,6 +47,7 @@ SERVER_CPU=${SERVER_CPU:-0}; LOADGEN_CPU=${LOADGEN_CPU-1}
 NGINX_OPEN_FILE_CACHE=${NGINX_OPEN_FILE_CACHE:-1}
 EDGE_LOG_LEVEL=${EDGE_LOG_LEVEL:-warn}
 BUILD_WAIT_MAX=${BUILD_WAIT_MAX:-3600}
+QUIET_MAX=${QUIET_MAX:-25}; QUIET_WAIT=${QUIET_WAIT:-120}
 STRICT=${STRICT:-0}; NO_INSTALL=${NO_INSTALL:-0}; PROBE_ONLY=${PROBE_ONLY:-0}
 EDGE_LABEL=${EDGE_LABEL:-edge}; NGINX_LABEL=${NGINX_LABEL:-nginx}
 EDGE_BIN=${EDGE_BIN:-build/edge}
@@ -123,6 +127,24 @@ wait_no_build() {
   return 0
 }
 
+busy_pct() { # busy % of all CPUs over 1 s (our servers are idle between measurements: this is others' load)
+  local a b
+  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat); sleep 1
+  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  echo "$a $b" | awk '{d=$4-$2; v=(d>0) ? 100*($3-$1)/d : 0; printf "%.0f", v}'
+}
+PRE_BUSY=0
+wait_quiet() { # wait (up to QUIET_WAIT s) until other processes use at most QUIET_MAX % of the machine
+  local waited=0
+  PRE_BUSY=$(busy_pct)
+  while [ "$PRE_BUSY" -gt "$QUIET_MAX" ] && [ $waited -lt "$QUIET_WAIT" ]; do
+    [ $waited = 0 ] && say "machine busy (${PRE_BUSY}% of all CPUs used by other processes); waiting up to ${QUIET_WAIT}s for < ${QUIET_MAX}%"
+    sleep 4; waited=$((waited + 5)); PRE_BUSY=$(busy_pct)
+  done
+  [ "$PRE_BUSY" -gt "$QUIET_MAX" ] && say "still ${PRE_BUSY}% busy; measuring anyway (pre_busy recorded)"
+  return 0
+}
+
 # ---------------------------------------------------------------- server lifecycle
 declare -A PID PORT
 PORT[edge]=$EDGE_PORT; PORT[nginx]=$NGINX_PORT
@@ -145,7 +167,11 @@ stop_server() { # stop_server NAME — TERM the recorded PID, then KILL what is 
   fi
   rm -f "$f"
 }
-cleanup() { for s in $SERVERS; do stop_server "$s"; done; }
+SAMPLER=""
+cleanup() {
+  [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
+  for s in $SERVERS; do stop_server "$s"; done
+}
 
 start_server() { # start_server NAME CMD... — foreground process pinned to SERVER_CPU; $! is its PID
   local name=$1; shift
@@ -267,20 +293,39 @@ if [ $BAD = 1 ] && [ "$STRICT" = 1 ]; then die "probe mismatch (STRICT=1)"; fi
 [ "$PROBE_ONLY" = 1 ] && { say "PROBE_ONLY=1: done ($RAW)"; exit $BAD; }
 
 # ---------------------------------------------------------------- load runs
-ncases=$(echo "$CASES" | wc -w)
-bound=$(( ncases * (WARMUP + DUR + 70) + 30 ))   # run.sh itself bounds each wrk by timeout DUR+30
-order_for_run() { # alternate which server goes first, so neither always runs on a "fresh" machine
+# Interleaved per case: run 1 = case1 (edge, nginx), case2 (edge, nginx)…; run 2 starts with nginx.
+# A build must not overlap a measurement: before each (case, server) we wait for builds to end,
+# a background sampler watches for one during it, and an overlapped measurement is thrown away
+# and repeated (up to BUILD_RETRIES times; after that it is kept with build_overlap=1).
+BUILD_RETRIES=${BUILD_RETRIES:-3}
+bound=$(( WARMUP + DUR + 70 ))   # run.sh itself bounds wrk by timeout DUR+30
+order_for_run() { # alternate which server goes first, so neither always follows the other
   local list=($SERVERS)
   if [ $(( $1 % 2 )) = 0 ] && [ ${#list[@]} = 2 ]; then echo "${list[1]} ${list[0]}"; else echo "${list[*]}"; fi
 }
-for run in $(seq 1 "$RUNS"); do
-  for s in $(order_for_run "$run"); do
+measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) appended to RAW
+  local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0
+  for try in $(seq 0 "$BUILD_RETRIES"); do
     wait_no_build
     kill -0 "${PID[$s]}" 2>/dev/null || { say "$s (pid ${PID[$s]}) has died; see $VAR/log/$s.out"; tail -5 "$VAR/log/$s.out" >&2; exit 1; }
-    say "run $run/$RUNS: $s (loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
-    CASES="$CASES" DUR="$DUR" WARMUP="$WARMUP" CONN="$CONN" LOADGEN_CPU="$LOADGEN_CPU" \
-      SERVER_PID="${PID[$s]}" RUN_ID="$run" \
-      timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:${PORT[$s]}" "$(label_of "$s")" | tee -a "$RAW"
+    wait_quiet
+    rm -f "$flag"
+    ( while :; do build_busy && : > "$flag"; sleep 1; done ) & sampler=$!; SAMPLER=$sampler
+    l0=$(cut -d' ' -f1 /proc/loadavg)
+    out=$(CASES="$c" DUR="$DUR" WARMUP="$WARMUP" CONN="$CONN" LOADGEN_CPU="$LOADGEN_CPU"           SERVER_PID="${PID[$s]}" RUN_ID="$run"           timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:${PORT[$s]}" "$(label_of "$s")")
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; SAMPLER=""
+    [ -n "$out" ] || out="RESULT label=$(label_of "$s") case=$c run=$run rps=0 error=run_sh_failed"
+    if [ -e "$flag" ] && [ "$try" -lt "$BUILD_RETRIES" ]; then
+      say "a build ran during $s $c (run $run); discarding and repeating"; continue
+    fi
+    echo "$out load1=$l0 pre_busy=${PRE_BUSY}% build_overlap=$([ -e "$flag" ] && echo 1 || echo 0)" | tee -a "$RAW"
+    rm -f "$flag"; return 0
+  done
+}
+for run in $(seq 1 "$RUNS"); do
+  say "run $run/$RUNS (loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
+  for c in $CASES; do
+    for s in $(order_for_run "$run"); do measure "$s" "$c" "$run"; done
   done
 done
 

@@ -6,6 +6,7 @@ Per case, medians over runs of:
   req/s      = wrk's requests per second      (raw throughput; bounded by the load generator too)
   p99 ms     = wrk's 99th percentile latency
   srv CPU    = the server process tree's CPU use during the measured run, % of one core
+  others' load before = % of all CPUs busy during the 1 s before the measurement (servers idle)
 Reads RESULT / PROBE / MEMIDLE / MEM lines (the format of ../shared/anchors/run.sh + bench/run.sh).
 """
 import argparse, re, statistics
@@ -65,8 +66,10 @@ def stats(rs):
         us_hi=max((u for u in us if u == u), default=float('nan')),
         rps=med(num(r.get("rps")) for r in rs), p99=med(num(r.get("p99_ms")) for r in rs),
         srv=med(num(r.get("srv_cpu")) for r in rs), n=len(rs),
+        pre=med(num(r.get("pre_busy")) for r in rs),
         errs=sum(int(num(r.get(k, 0)) or 0) for r in rs
                  for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")),
+        overlap=sum(1 for r in rs if r.get("build_overlap") == "1"),
         check="%s %s" % (rs[0].get("status"), rs[0].get("size")))
 
 
@@ -77,22 +80,25 @@ def check(label, case, s):
     c = s["check"]
     if p and p.get("result") != "ok":
         c += " **" + p["result"].replace("_", " ") + "**"
+    if s["overlap"]:
+        c += " (%d run(s) overlapped a build)" % s["overlap"]
     if s["errs"]:
         c += " (%d errors)" % s["errs"]
     return c
 
 
-print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status size) | n |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|")
+print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status size) | others' load before, edge / nginx | n |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|")
 for case, by in res.items():
     e, n = stats(by.get(E, [])), stats(by.get(N, []))
     g = lambda s, k, spec: fmt(s[k], spec) if s else "–"
+    pct = lambda s, k: (fmt(s[k], ".0f") + "%" if s[k] == s[k] else "–") if s else "–"
     span = lambda s: ("**%s** (%s–%s)" % (fmt(s["us"], ".1f"), fmt(s["us_lo"], ".0f"), fmt(s["us_hi"], ".0f"))) if s else "–"
     ratio = "%.2f" % (e["us"] / n["us"]) if e and n and e["us"] == e["us"] and n["us"] == n["us"] and n["us"] else "–"
-    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s%% / %s%% | %s / %s | %s |" % (
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s |" % (
         case, span(e), span(n), ratio, g(e, "rps", ".0f"), g(n, "rps", ".0f"),
-        g(e, "p99", ".2f"), g(n, "p99", ".2f"), g(e, "srv", ".0f"), g(n, "srv", ".0f"),
-        check(E, case, e), check(N, case, n), "/".join(str(s["n"]) if s else "0" for s in (e, n))))
+        g(e, "p99", ".2f"), g(n, "p99", ".2f"), pct(e, "srv"), pct(n, "srv"),
+        check(E, case, e), check(N, case, n), pct(e, "pre"), pct(n, "pre"), "/".join(str(s["n"]) if s else "0" for s in (e, n))))
 
 if mem or memidle:
     print()
