@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# bench/run.sh — edge vs Debian's nginx, side by side, on the same generated site.
+#
+# Generates the deterministic site (../shared/anchors/make-site.sh), renders one config for
+# each server from bench/conf/, starts both pinned to the server CPU (taskset), and runs
+# ../shared/anchors/run.sh against each one (wrk pinned to the load CPU, srv_cpu from the
+# server's own user+sys time), RUNS times, interleaved. Prints a markdown table at the end.
+#
+#   bench/run.sh                 full benchmark (RUNS=3: 3 × 5 cases × 2 servers × ~9 s)
+#   SERVERS=nginx bench/run.sh   nginx half only (no edge binary needed)
+#   PROBE_ONLY=1 bench/run.sh    start, probe every case (status/size/headers), stop
+#
+# Environment (all optional):
+#   EDGE_BIN=build/edge   edge binary (relative to the repo root, or absolute)
+#   SERVERS="edge nginx"  which servers to run
+#   CASES="small index spa js_id img"   (any case of ../shared/anchors/run.sh without TLS/api)
+#   RUNS=3  DUR=6  WARMUP=1  CONN=64      per-case wrk: WARMUP s unmeasured, then DUR s measured
+#   EDGE_PORT=8180  NGINX_PORT=8181       127.0.0.1 only
+#   SERVER_CPU=0  LOADGEN_CPU=1           taskset CPUs: servers / wrk
+#   BENCH_VAR=bench/var                   runtime files: site/ rendered/ run/ log/ results/
+#   NGINX_OPEN_FILE_CACHE=1               0 = exactly the anchors' nginx (no open_file_cache)
+#   EDGE_LOG_LEVEL=warn                   edge's [log] level
+#   BUILD_WAIT_MAX=3600                   max seconds to wait for a running build to finish
+#   BUILD_RETRIES=3                       repeat a measurement that overlapped a build (up to N times)
+#   QUIET_MAX=25 QUIET_WAIT=120           before each measurement wait (up to QUIET_WAIT s) until other
+#                                         processes use <= QUIET_MAX % of all CPUs; recorded as pre_busy
+#   STRICT=0                              1 = abort when a probe shows a wrong status/size/header
+#   NO_INSTALL=0                          1 = never apt-get install missing tools
+#
+# Only PIDs started here are ever signalled (recorded in BENCH_VAR/run/NAME.pid).
+set -uo pipefail
+
+BENCH=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$BENCH/.." && pwd)
+ANCH=$(cd "$REPO/../shared/anchors" 2>/dev/null && pwd) || {
+  echo "bench: $REPO/../shared/anchors not found (the repo is expected to sit beside shared/)" >&2; exit 2; }
+VAR=${BENCH_VAR:-$BENCH/var}
+mkdir -p "$VAR" && VAR=$(cd "$VAR" && pwd)
+SITE=$VAR/site
+R=$VAR/rendered
+
+SERVERS=${SERVERS:-edge nginx}
+CASES=${CASES:-small index spa js_id img}
+RUNS=${RUNS:-3}; DUR=${DUR:-6}; WARMUP=${WARMUP:-1}; CONN=${CONN:-64}
+EDGE_PORT=${EDGE_PORT:-8180}; NGINX_PORT=${NGINX_PORT:-8181}
+SERVER_CPU=${SERVER_CPU:-0}; LOADGEN_CPU=${LOADGEN_CPU-1}
+NGINX_OPEN_FILE_CACHE=${NGINX_OPEN_FILE_CACHE:-1}
+EDGE_LOG_LEVEL=${EDGE_LOG_LEVEL:-warn}
+BUILD_WAIT_MAX=${BUILD_WAIT_MAX:-3600}
+QUIET_MAX=${QUIET_MAX:-25}; QUIET_WAIT=${QUIET_WAIT:-120}
+STRICT=${STRICT:-0}; NO_INSTALL=${NO_INSTALL:-0}; PROBE_ONLY=${PROBE_ONLY:-0}
+EDGE_LABEL=${EDGE_LABEL:-edge}; NGINX_LABEL=${NGINX_LABEL:-nginx}
+EDGE_BIN=${EDGE_BIN:-build/edge}
+case $EDGE_BIN in /*) ;; *) EDGE_BIN=$REPO/$EDGE_BIN ;; esac
+NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+
+say() { echo "bench: $*" >&2; }
+die() { say "$*"; exit 2; }
+has() { case " $SERVERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+# ---------------------------------------------------------------- preconditions
+for s in $SERVERS; do case $s in edge|nginx) ;; *) die "unknown server '$s' in SERVERS (edge, nginx)";; esac; done
+if has edge && [ ! -x "$EDGE_BIN" ]; then
+  die "edge binary not found at $EDGE_BIN — build it first (cmake) or set EDGE_BIN=/path/to/edge; SERVERS=nginx runs the nginx half alone"
+fi
+[ "$(nproc)" -ge 2 ] || say "warning: fewer than 2 CPUs; server and load generator will share a core"
+case $SERVER_CPU in ''|*[!0-9]*) die "SERVER_CPU must be a CPU number";; esac
+
+# Tools. Debian package names; installing is allowed but must not leave a system nginx running.
+need_pkgs=()
+has nginx && [ ! -x "$NGINX_BIN" ] && need_pkgs+=(nginx)
+command -v wrk >/dev/null || need_pkgs+=(wrk)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v brotli >/dev/null || need_pkgs+=(brotli)     # make-site.sh writes .br siblings
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v taskset >/dev/null || need_pkgs+=(util-linux)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  [ "$NO_INSTALL" = 1 ] && die "missing: ${need_pkgs[*]} (NO_INSTALL=1)"
+  [ "$(id -u)" = 0 ] || die "missing: ${need_pkgs[*]} — run: sudo apt-get install -y ${need_pkgs[*]}"
+  say "installing ${need_pkgs[*]}"
+  sys_pid_before=$(cat /run/nginx.pid 2>/dev/null || true)
+  DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
+    "${need_pkgs[@]}" >"$VAR/apt.log" 2>&1 || { tail -20 "$VAR/apt.log" >&2; die "apt-get install failed (log: $VAR/apt.log)"; }
+  # The Debian package may start its own nginx on :80 (when no policy-rc.d forbids it).
+  # That one was started by this install, so stop it; we never use port 80.
+  sys_pid=$(cat /run/nginx.pid 2>/dev/null || true)
+  if [ -n "$sys_pid" ] && [ "$sys_pid" != "$sys_pid_before" ] && kill -0 "$sys_pid" 2>/dev/null; then
+    say "the nginx package started a system nginx (pid $sys_pid, :80); stopping it"
+    if command -v systemctl >/dev/null && systemctl is-active --quiet nginx 2>/dev/null; then
+      systemctl stop nginx; systemctl disable nginx >/dev/null 2>&1 || true
+    else
+      kill -QUIT "$sys_pid" 2>/dev/null || true
+    fi
+  fi
+fi
+for t in wrk curl brotli taskset python3; do command -v $t >/dev/null || die "$t still missing"; done
+
+# ---------------------------------------------------------------- helpers
+descendants() { local p=$1; echo "$p"; for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do descendants "$c"; done; }
+
+mem_tree() { # mem_tree PID -> "rss_kb=.. pss_kb=.. procs=.. threads=.." (sums over the process tree)
+  local rss=0 pss=0 n=0 thr=0 p v
+  for p in $(descendants "$1"); do
+    [ -r /proc/$p/status ] || continue
+    v=$(awk '/^VmRSS:/{print $2}' /proc/$p/status); rss=$((rss + ${v:-0}))
+    v=$(awk '/^Pss:/{print $2}' /proc/$p/smaps_rollup 2>/dev/null); pss=$((pss + ${v:-0}))
+    v=$(awk '/^Threads:/{print $2}' /proc/$p/status); thr=$((thr + ${v:-0}))
+    n=$((n + 1))
+  done
+  echo "rss_kb=$rss pss_kb=$pss procs=$n threads=$thr"
+}
+
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
+build_busy() { # a compiler/build is running on this machine (never benchmark during a build)
+  pgrep -f 'cc1plus|cmake --build|ninja|collect2|(^|/)g?make( |$)' >/dev/null
+}
+wait_no_build() {
+  local waited=0
+  while build_busy; do
+    [ $waited = 0 ] && say "a build is running ($(pgrep -af 'cc1plus|cmake --build|ninja|collect2|(^|/)g?make( |$)' | head -1 | cut -c1-80)…); waiting"
+    [ $waited -ge "$BUILD_WAIT_MAX" ] && die "build still running after ${BUILD_WAIT_MAX}s; giving up"
+    sleep 10; waited=$((waited + 10))
+  done
+  [ $waited -gt 0 ] && { say "build finished after ~${waited}s; settling 5 s"; sleep 5; }
+  return 0
+}
+
+busy_pct() { # busy % of all CPUs over 1 s (our servers are idle between measurements: this is others' load)
+  local a b
+  a=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat); sleep 1
+  b=$(awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat)
+  echo "$a $b" | awk '{d=$4-$2; v=(d>0) ? 100*($3-$1)/d : 0; printf "%.0f", v}'
+}
+PRE_BUSY=0
+wait_quiet() { # wait (up to QUIET_WAIT s) until other processes use at most QUIET_MAX % of the machine
+  local waited=0
+  PRE_BUSY=$(busy_pct)
+  while [ "$PRE_BUSY" -gt "$QUIET_MAX" ] && [ $waited -lt "$QUIET_WAIT" ]; do
+    [ $waited = 0 ] && say "machine busy (${PRE_BUSY}% of all CPUs used by other processes); waiting up to ${QUIET_WAIT}s for < ${QUIET_MAX}%"
+    sleep 4; waited=$((waited + 5)); PRE_BUSY=$(busy_pct)
+  done
+  [ "$PRE_BUSY" -gt "$QUIET_MAX" ] && say "still ${PRE_BUSY}% busy; measuring anyway (pre_busy recorded)"
+  return 0
+}
+
+# ---------------------------------------------------------------- server lifecycle
+declare -A PID PORT
+PORT[edge]=$EDGE_PORT; PORT[nginx]=$NGINX_PORT
+mkdir -p "$VAR/run" "$VAR/log" "$R" "$VAR/nginx-tmp" "$VAR/results"
+
+stop_server() { # stop_server NAME — TERM the recorded PID, then KILL what is left of its tree
+  local name=$1 f=$VAR/run/$1.pid pid tree
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f")
+  # Only a process that is really ours: started by this invocation, or (a PID file left by an
+  # interrupted run) a process whose command line names a config rendered by this script.
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null &&
+     { [ "$pid" = "${PID[$name]:-}" ] || tr '\0' ' ' < /proc/"$pid"/cmdline 2>/dev/null | grep -qF "$R/"; }; then
+    tree=$(descendants "$pid" | tr '\n' ' ')
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for p in $tree; do kill -0 "$p" 2>/dev/null && kill -KILL "$p" 2>/dev/null; done
+    wait "$pid" 2>/dev/null
+    say "$name stopped (pid $pid)"
+  fi
+  rm -f "$f"
+}
+SAMPLER=""
+cleanup() {
+  [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
+  for s in $SERVERS; do stop_server "$s"; done
+}
+
+start_server() { # start_server NAME CMD... — foreground process pinned to SERVER_CPU; $! is its PID
+  local name=$1; shift
+  local port=${PORT[$name]}
+  stop_server "$name"          # a PID left over from an interrupted run of this script
+  port_open "$port" && die "port $port is already in use by something else; set ${name^^}_PORT"
+  nohup taskset -c "$SERVER_CPU" "$@" >"$VAR/log/$name.out" 2>&1 &
+  PID[$name]=$!; echo "${PID[$name]}" > "$VAR/run/$name.pid"
+  for _ in $(seq 1 100); do
+    port_open "$port" && { say "$name started: pid ${PID[$name]}, cpu $SERVER_CPU, http://127.0.0.1:$port"; return 0; }
+    kill -0 "${PID[$name]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  say "$name did not open port $port; last lines of $VAR/log/$name.out:"; tail -20 "$VAR/log/$name.out" >&2
+  return 1
+}
+
+# ---------------------------------------------------------------- site and configs
+if [ ! -f "$SITE/index.html" ] || [ ! -f "$SITE/assets/hero-Bx8nR2Tq.jpg" ] || [ ! -f "$SITE/assets/index-Cq7Lx2Vd.js" ]; then
+  say "generating the site in $SITE"
+  "$ANCH/make-site.sh" "$SITE" >"$VAR/log/make-site.out" 2>&1 || { cat "$VAR/log/make-site.out" >&2; die "make-site.sh failed"; }
+fi
+
+# The 6 security headers of the anchors, as one TOML inline table (edge) and as the nginx include.
+cmp -s "$BENCH/conf/nginx-sec-headers.inc" "$ANCH/conf/nginx-sec-headers.inc" ||
+  say "warning: bench/conf/nginx-sec-headers.inc differs from $ANCH/conf/nginx-sec-headers.inc"
+SEC_NAMES=$(awk '$1=="add_header"{print $2}' "$ANCH/conf/nginx-sec-headers.inc")
+EDGE_HEADERS=$(awk '$1=="add_header"{ v=$0; sub(/^[^"]*"/, "", v); sub(/"[^"]*$/, "", v);
+                  gsub(/\\/, "\\\\", v); printf "%s\"%s\" = \"%s\"", sep, $2, v; sep=", " }' "$ANCH/conf/nginx-sec-headers.inc")
+[ "$(echo "$SEC_NAMES" | wc -l)" = 6 ] || say "warning: expected 6 security headers, found: $SEC_NAMES"
+
+cpumask=1; for _ in $(seq 1 "$SERVER_CPU"); do cpumask=${cpumask}0; done; [ "$SERVER_CPU" = 0 ] && cpumask=01
+if [ "$NGINX_OPEN_FILE_CACHE" = 1 ]; then
+  OFC="    open_file_cache max=1000 inactive=60s; open_file_cache_valid 60s; open_file_cache_min_uses 1; open_file_cache_errors on;"
+else
+  OFC="    # open_file_cache off (NGINX_OPEN_FILE_CACHE=0, as in the anchors)"
+fi
+esc() { printf '%s' "$1" | sed -e 's/[\\&#]/\\&/g'; }   # for sed replacement text
+sed -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$EDGE_PORT#g" \
+    -e "s#__HEADERS__#$(esc "$EDGE_HEADERS")#g" "$BENCH/conf/edge.toml.in" > "$R/edge.toml"
+sed -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" \
+    -e "s#__PORT__#$NGINX_PORT#g" -e "s#__CPUMASK__#$cpumask#g" -e "s#__OPEN_FILE_CACHE__#$(esc "$OFC")#g" \
+    "$BENCH/conf/nginx.conf.in" > "$R/nginx.conf"
+for f in nginx-site.inc nginx-sec-headers.inc; do
+  sed -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" "$BENCH/conf/$f" > "$R/$f"
+done
+
+if has edge; then
+  "$EDGE_BIN" --check --config "$R/edge.toml" >"$VAR/log/edge.check" 2>&1 ||
+    { cat "$VAR/log/edge.check" >&2; die "edge --check rejected $R/edge.toml"; }
+fi
+if has nginx; then
+  "$NGINX_BIN" -t -q -p "$VAR" -e "$VAR/log/nginx.error.log" -c "$R/nginx.conf" 2>"$VAR/log/nginx.check" ||
+    { cat "$VAR/log/nginx.check" >&2; die "nginx -t rejected $R/nginx.conf"; }
+fi
+
+# ---------------------------------------------------------------- start
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+wait_no_build
+if has edge; then start_server edge "$EDGE_BIN" --config "$R/edge.toml" || exit 1; fi
+if has nginx; then start_server nginx "$NGINX_BIN" -p "$VAR" -e "$VAR/log/nginx.error.log" -c "$R/nginx.conf" || exit 1; fi
+label_of() { [ "$1" = edge ] && echo "$EDGE_LABEL" || echo "$NGINX_LABEL"; }
+
+STAMP=$(date -u +%Y%m%d-%H%M%S)
+RAW=$VAR/results/raw-$STAMP.txt
+{
+  echo "# bench/run.sh $STAMP UTC  host=$(hostname) cpus=$(nproc) kernel=$(uname -r)"
+  echo "# git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo -) servers=[$SERVERS] cases=[$CASES] RUNS=$RUNS DUR=$DUR WARMUP=$WARMUP CONN=$CONN server_cpu=$SERVER_CPU loadgen_cpu=$LOADGEN_CPU open_file_cache=$NGINX_OPEN_FILE_CACHE"
+  has edge && echo "# edge: $EDGE_BIN ($("$EDGE_BIN" --version 2>&1 | head -1))"
+  has nginx && echo "# nginx: $("$NGINX_BIN" -v 2>&1 | head -1)"
+  echo "# loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$RAW"
+
+sleep 1
+for s in $SERVERS; do echo "MEMIDLE label=$(label_of "$s") pid=${PID[$s]} $(mem_tree "${PID[$s]}")" | tee -a "$RAW"; done
+
+# ---------------------------------------------------------------- probe (status, size, headers)
+case_path() {
+  case $1 in
+    small) echo /assets/small-D1kP3xWa.svg ;; index) echo /index.html ;; root) echo / ;;
+    spa) echo /readings/123 ;; js_id|js_br|js_gz) echo /assets/index-Cq7Lx2Vd.js ;;
+    css_br) echo /assets/index-B4mZ9kQe.css ;; img) echo /assets/hero-Bx8nR2Tq.jpg ;;
+    *) echo "" ;;
+  esac
+}
+case_want() { # expected "SIZE CACHE-CONTROL" for a case (sizes from make-site.sh)
+  case $1 in
+    small) echo "1024 public, max-age=31536000, immutable" ;;
+    index|spa|root) echo "1000 no-cache" ;;
+    js_id) echo "$(stat -c %s "$SITE/assets/index-Cq7Lx2Vd.js") public, max-age=31536000, immutable" ;;
+    img) echo "1048576 public, max-age=31536000, immutable" ;;
+    *) echo "" ;;
+  esac
+}
+BAD=0
+probe_case() { # probe_case SERVER CASE -> PROBE line; sets BAD=1 on a mismatch
+  local s=$1 c=$2 path want wsize wcc out status size hbytes h cc problems=() n
+  path=$(case_path "$c"); [ -n "$path" ] || { say "case $c is not a static case of this bench"; return; }
+  want=$(case_want "$c"); wsize=${want%% *}; wcc=${want#* }
+  h=$VAR/log/probe-$s-$c.headers
+  out=$(curl -s --http1.1 --max-time 10 -o /dev/null -D "$h" -w '%{http_code} %{size_download} %{size_header}' \
+        "http://127.0.0.1:${PORT[$s]}$path") || problems+=("curl failed")
+  read -r status size hbytes <<<"$out"
+  [ "$status" = 200 ] || problems+=("status $status (want 200)")
+  [ -z "$wsize" ] || [ "$size" = "$wsize" ] || problems+=("size $size (want $wsize)")
+  cc=$(tr -d '\r' < "$h" | awk -F': *' 'tolower($1)=="cache-control"{sub(/^[^:]*: */,""); print}' | paste -sd'|')
+  [ -z "$wcc" ] || [ "$cc" = "$wcc" ] || problems+=("Cache-Control '$cc' (want '$wcc')")
+  n=0
+  for name in $SEC_NAMES; do
+    if tr -d '\r' < "$h" | grep -qi "^$name:"; then n=$((n + 1)); else problems+=("missing $name"); fi
+  done
+  local verdict=ok; [ ${#problems[@]} -gt 0 ] && { verdict="MISMATCH: $(IFS=';'; echo "${problems[*]}")"; BAD=1; }
+  echo "PROBE label=$(label_of "$s") case=$c path=$path status=$status size=$size hdr_bytes=$hbytes sec_headers=$n/$(echo "$SEC_NAMES" | wc -w) result=${verdict// /_}" | tee -a "$RAW"
+  [ "$verdict" = ok ] || say "$s $c ($path): $verdict — headers in $h"
+}
+for s in $SERVERS; do for c in $CASES; do probe_case "$s" "$c"; done; done
+if [ $BAD = 1 ] && [ "$STRICT" = 1 ]; then die "probe mismatch (STRICT=1)"; fi
+[ "$PROBE_ONLY" = 1 ] && { say "PROBE_ONLY=1: done ($RAW)"; exit $BAD; }
+
+# ---------------------------------------------------------------- load runs
+# Interleaved per case: run 1 = case1 (edge, nginx), case2 (edge, nginx)…; run 2 starts with nginx.
+# A build must not overlap a measurement: before each (case, server) we wait for builds to end,
+# a background sampler watches for one during it, and an overlapped measurement is thrown away
+# and repeated (up to BUILD_RETRIES times; after that it is kept with build_overlap=1).
+BUILD_RETRIES=${BUILD_RETRIES:-3}
+bound=$(( WARMUP + DUR + 70 ))   # run.sh itself bounds wrk by timeout DUR+30
+order_for_run() { # alternate which server goes first, so neither always follows the other
+  local list=($SERVERS)
+  if [ $(( $1 % 2 )) = 0 ] && [ ${#list[@]} = 2 ]; then echo "${list[1]} ${list[0]}"; else echo "${list[*]}"; fi
+}
+measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) appended to RAW
+  local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0
+  for try in $(seq 0 "$BUILD_RETRIES"); do
+    wait_no_build
+    kill -0 "${PID[$s]}" 2>/dev/null || { say "$s (pid ${PID[$s]}) has died; see $VAR/log/$s.out"; tail -5 "$VAR/log/$s.out" >&2; exit 1; }
+    wait_quiet
+    rm -f "$flag"
+    ( while :; do build_busy && : > "$flag"; sleep 1; done ) & sampler=$!; SAMPLER=$sampler
+    l0=$(cut -d' ' -f1 /proc/loadavg)
+    out=$(CASES="$c" DUR="$DUR" WARMUP="$WARMUP" CONN="$CONN" LOADGEN_CPU="$LOADGEN_CPU"           SERVER_PID="${PID[$s]}" RUN_ID="$run"           timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:${PORT[$s]}" "$(label_of "$s")")
+    kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; SAMPLER=""
+    [ -n "$out" ] || out="RESULT label=$(label_of "$s") case=$c run=$run rps=0 error=run_sh_failed"
+    if [ -e "$flag" ] && [ "$try" -lt "$BUILD_RETRIES" ]; then
+      say "a build ran during $s $c (run $run); discarding and repeating"; continue
+    fi
+    echo "$out load1=$l0 pre_busy=${PRE_BUSY}% build_overlap=$([ -e "$flag" ] && echo 1 || echo 0)" | tee -a "$RAW"
+    rm -f "$flag"; return 0
+  done
+}
+for run in $(seq 1 "$RUNS"); do
+  say "run $run/$RUNS (loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
+  for c in $CASES; do
+    for s in $(order_for_run "$run"); do measure "$s" "$c" "$run"; done
+  done
+done
+
+for s in $SERVERS; do
+  if kill -0 "${PID[$s]}" 2>/dev/null; then
+    echo "MEM label=$(label_of "$s") pid=${PID[$s]} $(mem_tree "${PID[$s]}")" | tee -a "$RAW"
+  else
+    say "$s (pid ${PID[$s]}) is no longer running after the runs"
+  fi
+done
+echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$RAW"
+cleanup; trap - EXIT
+
+# ---------------------------------------------------------------- tables
+SUM=$VAR/results/summary-$STAMP.md
+{
+  echo "## edge vs nginx — $STAMP UTC (RUNS=$RUNS DUR=${DUR}s WARMUP=${WARMUP}s, server CPU$SERVER_CPU, wrk CPU$LOADGEN_CPU -c$CONN)"
+  echo
+  python3 "$BENCH/table.py" --edge "$EDGE_LABEL" --nginx "$NGINX_LABEL" "$RAW"
+  echo
+  echo "<details><summary>full table (../shared/anchors/summarize.py)</summary>"
+  echo
+  python3 "$ANCH/summarize.py" "$RAW"
+  echo
+  echo "</details>"
+} > "$SUM"
+cat "$SUM"
+say "raw: $RAW"
+say "summary: $SUM"
+[ $BAD = 0 ] || say "WARNING: some probes did not match (see PROBE lines above / in $RAW)"
+exit 0
