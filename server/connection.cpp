@@ -492,10 +492,12 @@ void Connection::process() {
       start_linger();
       return;
     }
-    if (phase_ == Phase::kHead && start_ == end_ && buf_) {
-      if (!big_buf_) w_.give_buffer(std::move(buf_));
-      buf_.reset();
-      start_ = end_ = 0;
+    if (phase_ == Phase::kHead && start_ == end_) {
+      if (buf_) {
+        if (!big_buf_) w_.give_buffer(std::move(buf_));
+        buf_.reset();
+        start_ = end_ = 0;
+      }
       if (close_when_idle_) {
         close();
         return;
@@ -660,6 +662,7 @@ void Connection::release_exchange() {
 
 bool Connection::flush() {
   const ServerConfig& sc = w_.config()->server;
+  bool wrote = false;
   for (;;) {
     std::size_t pending = out_.size() - out_off_;
     ssize_t n;
@@ -705,6 +708,7 @@ bool Connection::flush() {
       close();
       return false;
     }
+    wrote = true;
     if (out_off_ == out_.size()) {
       out_.clear();
       out_off_ = 0;
@@ -715,8 +719,9 @@ bool Connection::flush() {
       release_exchange();
     }
   }
-  // Everything written: the connection waits for the next request.
-  if (phase_ == Phase::kHead) {
+  // A response went out in full: the connection waits for the next request. (Reads alone never
+  // move the deadline: a head dribbled byte by byte still has header_timeout in all.)
+  if (wrote && phase_ == Phase::kHead) {
     bool partial = start_ < end_;
     head_started_ = partial;
     auto t = partial ? sc.header_timeout : sc.keepalive_timeout;

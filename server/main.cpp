@@ -90,19 +90,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
 
   Runtime rt;
-  for (unsigned w = 0; w < cfg->server.workers; ++w) {
-    std::vector<int> mine;
-    for (auto& per_listener : fds) mine.push_back(per_listener[w]);
-    rt.workers.push_back(std::make_unique<edge::Worker>(w, cfg, sink, mine));
-  }
-  for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
-    const auto& l = cfg->listeners[i];
-    spdlog::info("listening on http://{}:{}", l.ipv6 ? "[" + l.host + "]" : l.host, ports[i]);
-  }
-  spdlog::info("edge {} started: {} worker(s), config {}", EDGE_VERSION, cfg->server.workers,
-               cfg->path);
-  for (auto& w : rt.workers) w->start();
-
+  // Signals are caught before anything is announced, so a SIGTERM at any moment stops gracefully.
   uv_loop_t* loop = uv_default_loop();
   loop->data = &rt;
   uv_signal_t sigterm, sigint, sighup;
@@ -126,6 +114,19 @@ int main(int argc, char** argv) {
             "SIGHUP: configuration reload is not built yet; keeping the running configuration");
       },
       SIGHUP);
+  for (unsigned w = 0; w < cfg->server.workers; ++w) {
+    std::vector<int> mine;
+    for (auto& per_listener : fds) mine.push_back(per_listener[w]);
+    rt.workers.push_back(std::make_unique<edge::Worker>(w, cfg, sink, mine));
+  }
+  for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+    const auto& l = cfg->listeners[i];
+    spdlog::info("listening on http://{}:{}", l.ipv6 ? "[" + l.host + "]" : l.host, ports[i]);
+  }
+  spdlog::info("edge {} started: {} worker(s), config {}", EDGE_VERSION, cfg->server.workers,
+               cfg->path);
+  for (auto& w : rt.workers) w->start();
+
   uv_run(loop, UV_RUN_DEFAULT);
   for (auto& w : rt.workers) w->join();
   rt.workers.clear();

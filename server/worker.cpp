@@ -26,6 +26,14 @@ Worker::Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<A
     l->fd = fd;
     listeners_.push_back(std::move(l));
   }
+  // Every handle is initialised here, before the thread runs, so request_stop() is safe from
+  // the moment the worker exists.
+  uv_async_init(&loop_, &stop_async_,
+                [](uv_async_t* a) { static_cast<Worker*>(a->loop->data)->begin_stop(); });
+  uv_timer_init(&loop_, &sweep_timer_);
+  uv_timer_init(&loop_, &grace_timer_);
+  uv_timer_init(&loop_, &accept_pause_);
+  uv_prepare_init(&loop_, &flush_prepare_);
   std::random_device rd;
   id_seed_ =
       (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (static_cast<std::uint64_t>(id) << 56);
@@ -48,14 +56,8 @@ void Worker::request_stop() {
 }
 
 void Worker::run() {
-  uv_async_init(&loop_, &stop_async_,
-                [](uv_async_t* a) { static_cast<Worker*>(a->loop->data)->begin_stop(); });
-  uv_timer_init(&loop_, &sweep_timer_);
   uv_timer_start(
       &sweep_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->loop->data)->sweep(); }, 250, 250);
-  uv_timer_init(&loop_, &grace_timer_);
-  uv_timer_init(&loop_, &accept_pause_);
-  uv_prepare_init(&loop_, &flush_prepare_);
   uv_prepare_start(&flush_prepare_, [](uv_prepare_t* p) {
     static_cast<Worker*>(p->loop->data)->access_log_.flush();
   });
