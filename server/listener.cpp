@@ -13,12 +13,14 @@
 namespace edge {
 namespace {
 
-int open_one(const ListenConfig& l, int port) {
+// exclusive: bind without SO_REUSEPORT, to learn whether another process already listens there
+// (with SO_REUSEPORT a second edge would silently share the port and split the traffic).
+int open_one(const ListenConfig& l, int port, bool exclusive = false) {
   int fd = ::socket(l.ipv6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
   int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (!exclusive) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   sockaddr_storage ss{};
   socklen_t len;
   if (l.ipv6) {
@@ -35,7 +37,8 @@ int open_one(const ListenConfig& l, int port) {
     inet_pton(AF_INET, l.host.c_str(), &a->sin_addr);
     len = sizeof *a;
   }
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, 4096) != 0) {
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 ||
+      (!exclusive && ::listen(fd, 4096) != 0)) {
     int e = errno;
     ::close(fd);
     throw std::runtime_error("cannot listen on " + l.address + ": " + std::strerror(e));
@@ -60,6 +63,7 @@ std::vector<std::vector<int>> open_listeners(const std::vector<ListenConfig>& li
     for (const ListenConfig& l : listeners) {
       fds.emplace_back();
       int port = l.port;
+      if (port != 0) ::close(open_one(l, port, /*exclusive=*/true));
       for (unsigned i = 0; i < count; ++i) {
         int fd = open_one(l, port);
         if (i == 0) port = port_of(fd);

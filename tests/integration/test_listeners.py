@@ -94,5 +94,25 @@ class TwoWorkers(et.EdgeTestCase):
             self.assertEqual(r.status, 200, r)
 
 
+class PortInUse(et.EdgeTestCase):
+    """SO_REUSEPORT must not let a second edge silently share a port a running edge holds."""
+
+    listen = ["127.0.0.1:0"]
+
+    def test_second_instance_on_same_port_is_refused(self):
+        import subprocess
+        import tempfile
+        cfg = et.make_config(self.site, os.devnull, listen=[f"127.0.0.1:{self.port}"])
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+            f.write(cfg)
+        try:
+            r = subprocess.run([et.EDGE_BIN, "--config", f.name], capture_output=True, text=True, timeout=10)
+        finally:
+            os.unlink(f.name)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("Address already in use", r.stderr)
+        self.assertEqual(et.curl(self.url("/index.html")).status, 200)
+
+
 if __name__ == "__main__":
     unittest.main()
