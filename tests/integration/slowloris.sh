@@ -121,7 +121,12 @@ fi
 # the server long before the end of the run (slowhttptest opens them all in the first seconds).
 last_connected=$(grep -E '^connected:' "$tmp/slow.txt" | tail -1 | awk '{ print $2 }')
 max_left=$((CONNS / 20))
-if [ -n "$last_connected" ] && [ "$last_connected" -gt "$max_left" ]; then
+# slowhttptest's last status line is a snapshot taken once a second: connections opened in the
+# last moments before it are legitimately still inside their 5 s. "No open connections left"
+# means the server cut every one of them before the run's end, which is what we want to see.
+if grep -q 'Exit status: No open connections left' "$tmp/slow.txt"; then
+  say "slowhttptest: the server closed every slow connection before the run ended"
+elif [ -n "$last_connected" ] && [ "$last_connected" -gt "$max_left" ]; then
   say "$last_connected slow connections still open at the end (header_timeout = 5s should have cut them; allowed: $max_left)"
   status=1
 fi
