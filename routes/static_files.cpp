@@ -13,6 +13,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "routes/compression.h"
 #include "server/http/conditional.h"
 #include "server/http/date.h"
 #include "server/http/mime.h"
@@ -68,6 +69,8 @@ bool hash_char(char c) {
 
 FileEntry::~FileEntry() {
   if (fd >= 0) ::close(fd);
+  for (Variant& v : variants)
+    if (v.fd >= 0) ::close(v.fd);
 }
 
 bool looks_hashed(std::string_view path) {
@@ -156,6 +159,40 @@ std::shared_ptr<FileEntry> FileCache::load(std::string_view rel) const {
   e->etag.assign(tag, static_cast<std::size_t>(n));
   http::format_http_date(e->mtime, e->last_modified);
   e->content_type = http::mime_type(http::path_extension(rel));
+  const CompressOptions& co = opts_.compress;
+  e->compressible = co.enabled && e->size >= co.min_size && e->size <= co.max_size &&
+                    !http::is_precompressed_type(e->content_type) &&
+                    co.compressible_type(e->content_type);
+  if (e->compressible) {
+    for (http::Coding c : co.codings) {
+      auto& v = e->variants[static_cast<std::size_t>(c)];
+      std::string_view ext = c == http::Coding::kBr     ? ".br"
+                             : c == http::Coding::kZstd ? ".zst"
+                                                        : ".gz";
+      if (co.precompressed && rel.size() + ext.size() < sizeof name) {
+        std::memcpy(name + rel.size(), ext.data(), ext.size());
+        name[rel.size() + ext.size()] = '\0';
+        int vfd = open_in_root(root_fd_, real_root_, name, opts_.symlinks);
+        name[rel.size()] = '\0';
+        struct stat vst;
+        if (vfd >= 0 && ::fstat(vfd, &vst) == 0 && S_ISREG(vst.st_mode) &&
+            mtime_ns_of(vst) >= e->mtime_ns) {
+          // A sibling not older than the file: its own size names it in the validator.
+          v.fd = vfd;
+          v.size = static_cast<std::uint64_t>(vst.st_size);
+          char t[48];
+          int tn = std::snprintf(
+              t, sizeof t, "-%llx-%.*s\"", static_cast<unsigned long long>(v.size),
+              static_cast<int>(http::coding_name(c).size()), http::coding_name(c).data());
+          v.etag.assign(e->etag, 0, e->etag.size() - 1).append(t, static_cast<std::size_t>(tn));
+          e->available |= http::coding_bit(c);
+          continue;
+        }
+        if (vfd >= 0) ::close(vfd);
+      }
+      e->unknown |= http::coding_bit(c);
+    }
+  }
   if (e->size <= opts_.inline_max) {
     e->body.resize(e->size);
     std::size_t got = 0;
@@ -191,7 +228,7 @@ bool FileCache::unchanged(const FileEntry& e, std::string_view rel) const {
   return same;
 }
 
-std::shared_ptr<const FileEntry> FileCache::lookup(std::string_view path, std::time_t now) {
+std::shared_ptr<FileEntry> FileCache::lookup(std::string_view path, std::time_t now) {
   std::string_view rel = path.substr(1);
   auto it = map_.find(path);
   if (it != map_.end()) {
@@ -226,6 +263,7 @@ StaticHandler::StaticHandler(StaticOptions opts, unsigned workers) : opts_(std::
     real_root_ = real;
   else
     real_root_ = opts_.root;
+  store_ = std::make_shared<VariantStore>(opts_.compress.store_bytes);
   for (unsigned i = 0; i < workers; ++i)
     caches_.push_back(std::make_unique<FileCache>(opts_, root_fd_, real_root_));
 }
@@ -256,7 +294,7 @@ void StaticHandler::handle(http::Exchange& ex) const {
   std::string_view path = req.path;
   if (!opts_.allow_dotfiles && has_dot_segment(path)) return not_found(ex);
   FileCache& cache = *caches_[ex.worker_id];
-  std::shared_ptr<const FileEntry> e = cache.lookup(path, ex.now);
+  std::shared_ptr<FileEntry> e = cache.lookup(path, ex.now);
   if (e->type == FileEntry::Type::kDirectory) {
     if (!path.ends_with('/')) {
       ex.scratch.assign(req.raw_path);
@@ -296,13 +334,107 @@ void StaticHandler::handle(http::Exchange& ex) const {
   serve_file(ex, e, kNoCache);
 }
 
-void StaticHandler::serve_file(http::Exchange& ex, const std::shared_ptr<const FileEntry>& e,
+http::Coding StaticHandler::pick_coding(http::Exchange& ex,
+                                        const std::shared_ptr<FileEntry>& e) const {
+  std::string_view ae = ex.req.headers.get("Accept-Encoding");
+  if (ae.empty()) return http::Coding::kIdentity;
+  const auto& prefs = opts_.compress.codings;
+  http::Coding c =
+      http::negotiate_coding(ae, prefs.data(), prefs.size(), e->available | e->unknown);
+  if (c == http::Coding::kIdentity || (e->available & http::coding_bit(c))) return c;
+  // The client's choice is not compressed yet: ask the shared store, or have it compressed once
+  // (off the loop) and answer with what is ready meanwhile.
+  VariantStore::Key key{e->dev, e->ino, e->size, e->mtime_ns, c};
+  auto& v = e->variants[static_cast<std::size_t>(c)];
+  if (auto found = store_->find(key)) {
+    e->unknown &= static_cast<http::CodingSet>(~http::coding_bit(c));
+    if (!found->empty()) {
+      v.mem = std::move(found);
+      v.size = v.mem->size();
+      v.etag.assign(e->etag, 0, e->etag.size() - 1)
+          .append("-")
+          .append(http::coding_name(c))
+          .append("\"");
+      e->available |= http::coding_bit(c);
+      return c;
+    }
+  } else if (store_->claim(key)) {
+    int level = opts_.compress.static_levels[static_cast<std::size_t>(c)];
+    auto work = [store = store_, key, level, keep = e]() {
+      std::string data;
+      if (keep->inlined) {
+        data = keep->body;
+      } else {
+        data.resize(keep->size);
+        std::size_t got = 0;
+        while (got < data.size()) {
+          ssize_t r =
+              ::pread(keep->fd, data.data() + got, data.size() - got, static_cast<off_t>(got));
+          if (r <= 0) break;
+          got += static_cast<std::size_t>(r);
+        }
+        data.resize(got);
+      }
+      std::string out = compress_all(key.coding, data, level);
+      if (data.size() != keep->size || out.size() + 32 >= data.size())
+        out.clear();  // no gain: identity
+      store->put(key, std::make_shared<const std::string>(std::move(out)));
+    };
+    if (ex.scheduler)
+      ex.scheduler->offload(std::move(work));
+    else
+      work();
+    return pick_coding(ex, e);
+  }
+  return http::negotiate_coding(ae, prefs.data(), prefs.size(), e->available);
+}
+
+void StaticHandler::serve_file(http::Exchange& ex, const std::shared_ptr<FileEntry>& e,
                                std::string_view cache_control) const {
   http::Response& resp = ex.resp;
   resp.etag = e->etag;
   resp.last_modified = std::string_view(e->last_modified, http::kHttpDateLen);
   resp.cache_control = cache_control;
   resp.headers.add("Accept-Ranges", "bytes");
+  http::Coding coding = http::Coding::kIdentity;
+  if (e->compressible) {
+    resp.headers.add("Vary", "Accept-Encoding");
+    // Ranges are answered from the identity representation: never bytes of one variant under the
+    // validator of another.
+    bool ranged = ex.req.method == http::Method::kGet && ex.req.headers.find("Range");
+    if (!ranged) coding = pick_coding(ex, e);
+  }
+  if (coding != http::Coding::kIdentity) {
+    const FileEntry::Variant& v = e->variants[static_cast<std::size_t>(coding)];
+    resp.etag = v.etag;
+    resp.headers.add("Content-Encoding", http::coding_name(coding));
+    switch (http::evaluate_preconditions(ex.req.headers, ex.req.method, v.etag, e->mtime)) {
+      case http::Precondition::kNotModified:
+        resp.status = 304;
+        return;
+      case http::Precondition::kFailed:
+        resp.headers.remove("Content-Encoding");
+        ex.set_static(412, kTextPlain, "412 Precondition Failed\n");
+        return;
+      case http::Precondition::kProceed:
+        break;
+    }
+    resp.status = 200;
+    resp.content_type = e->content_type;
+    resp.body = http::Body{};
+    if (v.mem) {
+      resp.body.kind = http::Body::Kind::kMemory;
+      resp.body.data = *v.mem;
+      resp.body.keep = v.mem;
+    } else {
+      resp.body.kind = http::Body::Kind::kFile;
+      resp.body.fd = v.fd;
+      resp.body.offset = 0;
+      resp.body.length = v.size;
+      resp.body.keep = e;
+    }
+    return;
+  }
   switch (http::evaluate_preconditions(ex.req.headers, ex.req.method, e->etag, e->mtime)) {
     case http::Precondition::kNotModified:
       resp.status = 304;

@@ -2,6 +2,7 @@
 // for missing assets, immutable caching for hashed assets), validators, ranges, and a per-worker
 // open-file cache (descriptor, stat, validators and small bodies, revalidated once a second).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <ctime>
 #include <memory>
@@ -10,6 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "routes/compress_policy.h"
 #include "server/http/exchange.h"
 
 namespace edge::routes {
@@ -26,6 +28,7 @@ struct StaticOptions {
   Symlinks symlinks = Symlinks::kInside;
   std::uint64_t inline_max = 64 * 1024;  // bodies up to this size are kept in memory
   std::size_t cache_entries = 4096;      // open-file cache bound, per worker
+  CompressOptions compress;
 };
 
 // One file (or directory, or known-missing path) as seen at `checked`.
@@ -44,6 +47,19 @@ struct FileEntry {
   std::string body;  // whole file when small
   bool inlined = false;
 
+  // Compressed variants (indexed by http::Coding): a precompressed sibling file or a variant from
+  // the shared store. `unknown` are codings not yet asked of the store.
+  struct Variant {
+    int fd = -1;
+    std::uint64_t size = 0;
+    std::shared_ptr<const std::string> mem;
+    std::string etag;
+  };
+  bool compressible = false;
+  http::CodingSet available = 0;
+  http::CodingSet unknown = 0;
+  std::array<Variant, http::kCodingCount> variants;
+
   ~FileEntry();
 };
 
@@ -52,7 +68,7 @@ class FileCache {
   FileCache(const StaticOptions& opts, int root_fd, const std::string& real_root)
       : opts_(opts), root_fd_(root_fd), real_root_(real_root) {}
   // The entry for a normalised path ("/a/b.js"), opened or revalidated as needed.
-  std::shared_ptr<const FileEntry> lookup(std::string_view path, std::time_t now);
+  std::shared_ptr<FileEntry> lookup(std::string_view path, std::time_t now);
 
  private:
   std::shared_ptr<FileEntry> load(std::string_view rel) const;
@@ -78,14 +94,17 @@ class StaticHandler : public http::Handler {
   const StaticOptions& options() const { return opts_; }
 
  private:
-  void serve_file(http::Exchange& ex, const std::shared_ptr<const FileEntry>& e,
+  void serve_file(http::Exchange& ex, const std::shared_ptr<FileEntry>& e,
                   std::string_view cache_control) const;
+  // The coding to answer with, resolving store variants on demand (may schedule compression).
+  http::Coding pick_coding(http::Exchange& ex, const std::shared_ptr<FileEntry>& e) const;
   void not_found(http::Exchange& ex) const;
   bool is_immutable(std::string_view path) const;
 
   StaticOptions opts_;
   int root_fd_ = -1;
   std::string real_root_;
+  std::shared_ptr<VariantStore> store_;
   mutable std::vector<std::unique_ptr<FileCache>> caches_;  // one per worker: no locks
 };
 

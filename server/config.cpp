@@ -15,6 +15,7 @@
 #include "routes/health.h"
 #include "routes/redirect.h"
 #include "routes/static_files.h"
+#include "server/http/content_coding.h"
 #include "server/http/token.h"
 
 namespace edge {
@@ -211,12 +212,67 @@ class Loader {
     return l;
   }
 
+  void load_compress(const toml::node& n, routes::CompressOptions& c) const {
+    if (n.is_boolean()) {
+      c.enabled = *n.value<bool>();
+      return;
+    }
+    if (!n.is_table())
+      fail(n, "compress must be true, false or a table { encodings = [...], ... }");
+    const toml::table& t = *n.as_table();
+    check_keys(t, "compress",
+               {"enabled", "encodings", "types", "min_size", "levels", "static_levels",
+                "precompressed", "store_size"});
+    if (auto* e = t.get("enabled")) c.enabled = boolean(*e, "enabled");
+    if (auto* e = t.get("encodings")) {
+      c.codings.clear();
+      for (const std::string& name : strings(*e, "encodings")) {
+        auto coding = http::coding_from_name(name);
+        if (!coding || *coding == http::Coding::kIdentity)
+          fail(*e, "encodings: \"" + name + "\" is not one of br, zstd, gzip");
+        c.codings.push_back(*coding);
+      }
+    }
+    if (auto* e = t.get("types")) {
+      c.types = strings(*e, "types");
+      for (const auto& ty : c.types)
+        if (ty.find('/') == std::string::npos)
+          fail(*e, "types: \"" + ty + "\" is not a media type such as text/css or text/*");
+    }
+    if (auto* e = t.get("min_size")) c.min_size = size(*e, "min_size");
+    if (auto* e = t.get("precompressed")) c.precompressed = boolean(*e, "precompressed");
+    if (auto* e = t.get("store_size")) c.store_bytes = size(*e, "store_size");
+    auto levels = [&](const char* key, int* out) {
+      auto* e = t.get(key);
+      if (!e) return;
+      if (!e->is_table())
+        fail(*e, std::string(key) + " must be a table such as { br = 5, zstd = 3, gzip = 6 }");
+      for (auto&& [k, v] : *e->as_table()) {
+        auto coding = http::coding_from_name(k.str());
+        if (!coding || *coding == http::Coding::kIdentity)
+          fail(static_cast<int>(k.source().begin.line),
+               std::string(key) + ": unknown encoding \"" + std::string(k.str()) + "\"");
+        if (!v.is_integer())
+          fail(v, std::string(key) + "." + std::string(k.str()) + " must be an integer");
+        long long lv = *v.value<long long>();
+        long long lo = *coding == http::Coding::kBr ? 0 : 1;
+        long long hi = *coding == http::Coding::kBr ? 11 : *coding == http::Coding::kZstd ? 22 : 9;
+        if (lv < lo || lv > hi)
+          fail(v, std::string(key) + "." + std::string(k.str()) + " must be between " +
+                      std::to_string(lo) + " and " + std::to_string(hi));
+        out[static_cast<std::size_t>(*coding)] = static_cast<int>(lv);
+      }
+    };
+    levels("levels", c.dynamic_levels);
+    levels("static_levels", c.static_levels);
+  }
+
   routes::Route load_route(const toml::table& t, unsigned workers,
                            std::chrono::steady_clock::time_point started) const {
     check_keys(t, "[[route]]",
                {"host", "path", "prefix", "regex", "rewrite", "health", "root", "redirect",
                 "status", "index", "spa_fallback", "immutable", "hashed_assets", "cache_control",
-                "dotfiles", "symlinks", "max_body", "headers"});
+                "dotfiles", "symlinks", "max_body", "headers", "compress"});
     routes::Route r;
     r.line = line_of(t);
     if (auto* n = t.get("host")) {
@@ -273,7 +329,7 @@ class Loader {
                    (t.contains("redirect") ? 1 : 0);
     if (handlers != 1) fail(t, "a route needs exactly one handler: root, health or redirect");
     auto static_only = {"index",         "spa_fallback", "immutable", "hashed_assets",
-                        "cache_control", "dotfiles",     "symlinks"};
+                        "cache_control", "dotfiles",     "symlinks",  "compress"};
     if (!t.contains("root")) {
       for (auto k : static_only)
         if (auto* n = t.get(k)) fail(*n, std::string(k) + " only applies to a route with root");
@@ -352,6 +408,7 @@ class Loader {
         else
           fail(*n, "symlinks must be \"inside\", \"never\" or \"follow\"");
       }
+      if (auto* n = t.get("compress")) load_compress(*n, o.compress);
       try {
         r.handler = std::make_unique<routes::StaticHandler>(std::move(o), workers);
       } catch (const std::runtime_error& e) {

@@ -369,6 +369,7 @@ bool Connection::parse_head(std::size_t head_len) {
   ex.started = std::chrono::steady_clock::now();
   ex.now = std::time(nullptr);
   ex.worker_id = w_.id();
+  ex.scheduler = &w_;
   ex.req.client_ip = client_ip_;
   const char* head = buf_.get() + start_;
   llhttp_errno_t err = llhttp_execute(&parser_, head, head_len);

@@ -51,6 +51,22 @@ void Worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void Worker::offload(std::function<void()> work) {
+  struct Job {
+    uv_work_t req;
+    std::function<void()> fn;
+  };
+  auto* job = new Job{{}, std::move(work)};  // freed in the after-work callback
+  job->req.data = job;
+  int rc = uv_queue_work(
+      &loop_, &job->req, [](uv_work_t* r) { static_cast<Job*>(r->data)->fn(); },
+      [](uv_work_t* r, int) { delete static_cast<Job*>(r->data); });
+  if (rc != 0) {
+    job->fn();
+    delete job;
+  }
+}
+
 void Worker::request_stop() {
   uv_async_send(&stop_async_);
 }

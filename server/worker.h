@@ -11,13 +11,14 @@
 
 #include "server/config.h"
 #include "server/http/date.h"
+#include "server/http/exchange.h"
 #include "server/log.h"
 
 namespace edge {
 
 class Connection;
 
-class Worker {
+class Worker : public http::Scheduler {
  public:
   Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<AccessLogSink> sink,
          std::vector<int> listen_fds);
@@ -28,6 +29,7 @@ class Worker {
   void start();         // spawns the thread
   void request_stop();  // thread-safe: stop accepting, finish in flight, exit the loop
   void join();
+  void offload(std::function<void()> work) override;  // libuv thread pool
 
   // Used by connections (worker thread only).
   unsigned id() const { return id_; }

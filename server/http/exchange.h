@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -80,10 +81,19 @@ struct Response {
   }
 };
 
+// Runs work off the loop (compression, later cache refreshes) on the runtime's thread pool; the
+// work must not touch per-worker state.
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+  virtual void offload(std::function<void()> work) = 0;
+};
+
 struct Exchange {
   Request req;
   Response resp;
   unsigned worker_id = 0;
+  Scheduler* scheduler = nullptr;  // null: work runs inline (unit tests)
   std::time_t now = 0;
   std::chrono::steady_clock::time_point started;
   std::array<std::string_view, 10> captures{};  // $0..$9 of a regex route

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "routes/compression.h"
 #include "server/http/path.h"
 
 namespace fs = std::filesystem;
@@ -30,6 +31,12 @@ class StaticTest : public ::testing::Test {
     write("favicon.svg", "<svg/>");
     write(".env", "SECRET=1");
     write("big.bin", std::string(100000, 'x'));
+    std::string text;
+    for (int i = 0; i < 200; ++i)
+      text += "function reading" + std::to_string(i) + "() { return 'tarot'; }\n";
+    app_js_ = text;
+    write("assets/app-Zx81Qw9e.js", text);
+    write("assets/photo.png", std::string(5000, 'p'));
     outside_ = root_.string() + "-outside";
     { std::ofstream(outside_) << "outside"; }
     fs::create_symlink(outside_, root_ / "leak.txt");
@@ -77,6 +84,7 @@ class StaticTest : public ::testing::Test {
   std::unique_ptr<routes::StaticHandler> handler_;
   std::unique_ptr<http::Exchange> ex_;
   std::vector<std::pair<std::string, std::string>> extra_;
+  std::string app_js_;
 };
 
 }  // namespace
@@ -190,4 +198,50 @@ TEST(DotSegments, WellKnownIsAllowed) {
   EXPECT_TRUE(routes::has_dot_segment("/a/.git/config"));
   EXPECT_FALSE(routes::has_dot_segment("/.well-known/security.txt"));
   EXPECT_FALSE(routes::has_dot_segment("/a.b/c"));
+}
+
+TEST_F(StaticTest, CompressedVariantIsServedAndDecodes) {
+  extra_ = {{"Accept-Encoding", "gzip, br"}};
+  auto& ex = get("/assets/app-Zx81Qw9e.js");
+  EXPECT_EQ(ex.resp.status, 200);
+  EXPECT_EQ(ex.resp.headers.get("Content-Encoding"), "br");
+  EXPECT_EQ(ex.resp.headers.get("Vary"), "Accept-Encoding");
+  EXPECT_EQ(ex.resp.content_type, "text/javascript; charset=utf-8");
+  std::string br = body(ex);
+  EXPECT_LT(br.size(), app_js_.size() / 4);
+  EXPECT_EQ(routes::decompress_all(http::Coding::kBr, br, 1 << 20), app_js_);
+  std::string br_tag(ex.resp.etag);
+  extra_ = {{"Accept-Encoding", "gzip"}};
+  auto& gz = get("/assets/app-Zx81Qw9e.js");
+  EXPECT_EQ(gz.resp.headers.get("Content-Encoding"), "gzip");
+  EXPECT_EQ(routes::decompress_all(http::Coding::kGzip, body(gz), 1 << 20), app_js_);
+  EXPECT_NE(std::string(gz.resp.etag), br_tag);
+  extra_ = {};
+  auto& id = get("/assets/app-Zx81Qw9e.js");
+  EXPECT_EQ(id.resp.headers.find("Content-Encoding"), nullptr);
+  EXPECT_EQ(id.resp.headers.get("Vary"), "Accept-Encoding");
+  EXPECT_NE(std::string(id.resp.etag), br_tag);
+}
+
+TEST_F(StaticTest, VariantValidatorsAndRanges) {
+  extra_ = {{"Accept-Encoding", "br"}};
+  std::string tag(get("/assets/app-Zx81Qw9e.js").resp.etag);
+  extra_ = {{"Accept-Encoding", "br"}, {"If-None-Match", tag}};
+  auto& nm = get("/assets/app-Zx81Qw9e.js");
+  EXPECT_EQ(nm.resp.status, 304);
+  EXPECT_EQ(nm.resp.etag, tag);
+  extra_ = {{"Accept-Encoding", "br"}, {"Range", "bytes=0-9"}};
+  auto& r = get("/assets/app-Zx81Qw9e.js");
+  EXPECT_EQ(r.resp.status, 206);
+  EXPECT_EQ(r.resp.headers.find("Content-Encoding"), nullptr);
+  EXPECT_EQ(body(r), app_js_.substr(0, 10));
+}
+
+TEST_F(StaticTest, ImagesAndSmallFilesAreNotCompressed) {
+  extra_ = {{"Accept-Encoding", "br, gzip"}};
+  auto& png = get("/assets/photo.png");
+  EXPECT_EQ(png.resp.headers.find("Content-Encoding"), nullptr);
+  EXPECT_EQ(png.resp.headers.find("Vary"), nullptr);
+  auto& small = get("/favicon.svg");  // 6 bytes, under min_size
+  EXPECT_EQ(small.resp.headers.find("Content-Encoding"), nullptr);
 }
