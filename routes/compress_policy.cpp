@@ -2,6 +2,7 @@
 // is being looked up for the first time, never on the path of a served variant).
 #include "routes/compress_policy.h"
 
+#include "server/http/mime.h"
 #include "server/http/token.h"
 
 namespace edge::routes {
@@ -17,13 +18,42 @@ bool CompressOptions::compressible_type(std::string_view ct) const {
   std::string_view media = http::trim_ows(ct.substr(0, semi));
   for (const std::string& t : types) {
     if (t.ends_with("/*")) {
-      if (media.size() > t.size() - 1 && http::iequals(media.substr(0, t.size() - 1), std::string_view(t).substr(0, t.size() - 1)))
+      if (media.size() > t.size() - 1 &&
+          http::iequals(media.substr(0, t.size() - 1), std::string_view(t).substr(0, t.size() - 1)))
         return true;
     } else if (http::iequals(media, t)) {
       return true;
     }
   }
   return false;
+}
+
+http::Coding choose_stream_coding(const CompressOptions& o, std::string_view accept_encoding,
+                                  int status, const http::HeaderList& h, bool& vary) {
+  vary = false;
+  if (!o.enabled || status < 200 || status == 204 || status == 206 || status == 304)
+    return http::Coding::kIdentity;
+  std::string_view ce = http::trim_ows(h.get("Content-Encoding"));
+  if (!ce.empty() && !http::iequals(ce, "identity")) return http::Coding::kIdentity;
+  if (h.find("Content-Range")) return http::Coding::kIdentity;
+  bool no_transform = false;
+  for (const http::HeaderField& f : h)
+    if (http::iequals(f.name, "Cache-Control"))
+      http::for_each_list_element(
+          f.value, [&](std::string_view d) { no_transform |= http::iequals(d, "no-transform"); });
+  if (no_transform) return http::Coding::kIdentity;
+  std::string_view ct = h.get("Content-Type");
+  if (ct.empty() || http::is_precompressed_type(ct) || !o.compressible_type(ct))
+    return http::Coding::kIdentity;
+  std::string_view cl = http::trim_ows(h.get("Content-Length"));
+  if (!cl.empty()) {
+    std::uint64_t n = 0;
+    for (char c : cl) n = (c >= '0' && c <= '9') ? n * 10 + static_cast<std::uint64_t>(c - '0') : n;
+    if (n < o.min_size) return http::Coding::kIdentity;
+  }
+  vary = true;
+  return http::negotiate_coding(accept_encoding, o.codings.data(), o.codings.size(),
+                                o.coding_set());
 }
 
 std::shared_ptr<const std::string> VariantStore::find(const Key& k) {

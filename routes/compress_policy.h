@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "server/http/content_coding.h"
+#include "server/http/headers.h"
 
 namespace edge::routes {
 
@@ -46,6 +47,14 @@ struct CompressOptions {
   bool compressible_type(std::string_view content_type) const;
 };
 
+// For a streamed (proxied) response, the coding to apply with a StreamEncoder at the route's
+// dynamic level, or identity when the response must be left as it is: already encoded
+// (Content-Encoding), `Cache-Control: no-transform`, a range, a status without a body, a type not
+// worth compressing, or a known length under min_size. `vary` tells whether the body could
+// differ by Accept-Encoding (then the response needs `Vary: Accept-Encoding`).
+http::Coding choose_stream_coding(const CompressOptions& o, std::string_view accept_encoding,
+                                  int status, const http::HeaderList& response_headers, bool& vary);
+
 // Compressed variants of static files, shared by all workers, keyed by file identity (device,
 // inode, size, mtime) so a changed file never gets an old variant. Bounded by bytes (LRU).
 class VariantStore {
@@ -69,8 +78,9 @@ class VariantStore {
  private:
   struct KeyHash {
     std::size_t operator()(const Key& k) const {
-      return std::hash<std::uint64_t>{}(k.ino * 31 + k.dev) ^ std::hash<std::int64_t>{}(k.mtime_ns) ^
-             (static_cast<std::size_t>(k.coding) << 1) ^ k.size;
+      return std::hash<std::uint64_t>{}(k.ino * 31 + k.dev) ^
+             std::hash<std::int64_t>{}(k.mtime_ns) ^ (static_cast<std::size_t>(k.coding) << 1) ^
+             k.size;
     }
   };
   struct Slot {

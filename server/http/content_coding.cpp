@@ -1,4 +1,5 @@
-// Accept-Encoding negotiation without allocation: q-values of the codings we know, '*' for the rest.
+// Accept-Encoding negotiation without allocation: q-values of the codings we know, '*' for the
+// rest.
 #include "server/http/content_coding.h"
 
 #include "server/http/token.h"
@@ -25,10 +26,14 @@ int parse_qvalue(std::string_view v) {
 
 std::string_view coding_name(Coding c) {
   switch (c) {
-    case Coding::kBr: return "br";
-    case Coding::kZstd: return "zstd";
-    case Coding::kGzip: return "gzip";
-    case Coding::kIdentity: break;
+    case Coding::kBr:
+      return "br";
+    case Coding::kZstd:
+      return "zstd";
+    case Coding::kGzip:
+      return "gzip";
+    case Coding::kIdentity:
+      break;
   }
   return "identity";
 }

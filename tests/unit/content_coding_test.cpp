@@ -8,7 +8,8 @@ using namespace edge::http;
 namespace {
 
 constexpr Coding kPref[] = {Coding::kBr, Coding::kZstd, Coding::kGzip};
-constexpr CodingSet kAll = coding_bit(Coding::kBr) | coding_bit(Coding::kZstd) | coding_bit(Coding::kGzip);
+constexpr CodingSet kAll =
+    coding_bit(Coding::kBr) | coding_bit(Coding::kZstd) | coding_bit(Coding::kGzip);
 
 std::string_view pick(std::string_view header, CodingSet available = kAll) {
   return coding_name(negotiate_coding(header, kPref, 3, available));
@@ -46,7 +47,8 @@ TEST(Negotiation, Table) {
       {" , gzip ,, ", kAll, "gzip"},
       {"gzip", 0, "identity"},
   };
-  for (const auto& c : cases) EXPECT_EQ(pick(c.header, c.available), c.want) << "\"" << c.header << "\"";
+  for (const auto& c : cases)
+    EXPECT_EQ(pick(c.header, c.available), c.want) << "\"" << c.header << "\"";
 }
 
 TEST(Negotiation, ServerOrderBreaksTies) {
