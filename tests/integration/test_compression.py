@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -89,6 +90,8 @@ CHG2 = js_text(12 * 1024, "chg2")          # after (replaced by rename, new size
 INPL1 = js_text(10 * 1024, "inpl")         # /change/inplace.js before
 INPL2 = js_text(10 * 1024, "INPL")         # after (same size, rewritten in place, new mtime)
 assert len(INPL1) == len(INPL2) and INPL1 != INPL2
+EVIL = b"EDGETEST-OUTSIDE-SECRET via a sibling symlink\n" * 20
+SIBCHG2 = js_text(9 * 1024, "sibchg")     # /sibchg/app.js after a deploy that left app.js.br behind
 
 COMPRESSIBLE = {  # main route, default types: each must come back as br
     "/types/style.css": "text/css",
@@ -159,6 +162,19 @@ class Compression(et.EdgeTestCase):
         w("/custom/small.css", repetitive(900, "small"), m)
         w("/custom/pic.png", repetitive(2048, "png"), m)
         w("/change/app.js", CHG1, m)
+        # siblings a route must not use: compress = false, a coding the route does not offer
+        w("/off/app.js.br", encode("br", SIB_SRC), m)
+        w("/gz/app.js.br", encode("br", SIB_SRC), m)
+        # a sibling that is a symlink leaving the root (symlinks = "inside" by default)
+        w("/safe/app.js", SIB, m)
+        evil = os.path.join(site.outside, "evil.br")
+        with open(evil, "wb") as f:
+            f.write(encode("br", EVIL))
+        os.utime(evil, (m + 60, m + 60))
+        os.symlink(evil, site.path("/safe/app.js.br"))
+        w("/conc/app.js", ORIG, m)
+        w("/sibchg/app.js", SIB, m)
+        w("/sibchg/app.js.br", encode("br", SIB_SRC), m)
         w("/change/inplace.js", INPL1, m)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -267,6 +283,15 @@ class Compression(et.EdgeTestCase):
             ("", None),                                   # empty: no coding acceptable
         ])
 
+    def test_negotiation_header_split_over_lines(self):
+        # RFC 9110 5.3: several Accept-Encoding field lines are one comma-separated list
+        self.warm_neg()
+        for lines in (("zstd", "br;q=0.5"), ("br;q=0.5", "zstd")):
+            with self.subTest(lines=lines):
+                r = self.get("/neg/app.js", headers=[("Accept-Encoding", v) for v in lines])
+                self.assertEqual(r.header("content-encoding"), "zstd", f"Accept-Encoding lines {lines}: {r!r}")
+                self.assertEqual(decode("zstd", r.body), NEG)
+
     # -- per encoding: real clients decode to the file exactly -------------------------------
     def check_encoding(self, enc, path, original):
         ident = self.req(path)
@@ -365,6 +390,10 @@ class Compression(et.EdgeTestCase):
                 self.assertEqual(r.body, b"")
                 self.assertEqual(r.header("etag"), etag, r)
                 self.assertEqual(vary_tokens(r), ["accept-encoding"], r)
+                # weak comparison, and a list
+                r = self.req(path, enc, extra=[("If-None-Match", f'"nope", W/{etag}')])
+                self.assertEqual(r.status, 304, f"If-None-Match \"nope\", W/{etag} + AE {enc}: {r!r}")
+                self.assertEqual(r.header("etag"), etag, r)
 
     def test_if_none_match_other_representation_200(self):
         # If-None-Match is compared with the ETag of the representation selected for THIS request
@@ -414,6 +443,17 @@ class Compression(et.EdgeTestCase):
         self.assertEqual(r.status, 206, f"If-Range with the identity ETag + AE br: {r!r}")
         self.assertEqual(r.body, ORIG[10:20])
         self.assertIsNone(r.header("content-encoding"))
+        # If-Range with the br variant's ETag does not match the identity the range would come
+        # from: the full representation (200), whichever coding, consistent with its headers
+        br_etag = self.req(path, "br").header("etag")
+        r = self.req(path, "br", extra=[("Range", "bytes=10-19"), ("If-Range", br_etag)])
+        self.assertEqual(r.status, 200,
+                         f"If-Range with the br ETag + Range + AE br: {r!r}")
+        self.assertIsNone(r.header("content-range"), r)
+        enc = r.header("content-encoding")
+        self.assertEqual(r.body if enc is None else decode(enc, r.body), ORIG)
+        if enc is not None:
+            self.assertEqual(r.header("etag"), br_etag, r)
 
     # -- precompressed siblings ----------------------------------------------------------------
     def test_fresh_siblings_served(self):
@@ -448,6 +488,52 @@ class Compression(et.EdgeTestCase):
                 self.assertEqual(r.header("content-encoding"), enc, r)
                 self.assertEqual(decode(enc, r.body), OLD)
 
+    def test_sibling_symlink_outside_root_not_followed(self):
+        path = "/safe/app.js"
+        deadline = time.monotonic() + 1.5
+        while True:
+            r = self.req(path, "br")
+            self.assertEqual(r.status, 200, r)
+            enc = r.header("content-encoding")
+            body = r.body if enc is None else decode(enc, r.body)
+            self.assertNotEqual(body, EVIL, "served a sibling symlinked from outside the root")
+            self.assertEqual(body, SIB, f"enc {enc}")
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+
+    def test_range_ignores_sibling(self):
+        path = "/sib/app.js"
+        r = self.req(path, "br", extra=[("Range", "bytes=0-99")])
+        self.assertEqual(r.status, 206, r)
+        self.assertIsNone(r.header("content-encoding"), r)
+        self.assertEqual(r.header("content-range"), f"bytes 0-99/{len(SIB)}", r)
+        self.assertEqual(r.body, SIB[:100])
+
+    def test_sibling_stale_after_file_changes(self):
+        # a deploy updates app.js but not app.js.br: the (now older) sibling must stop being used
+        path = "/sibchg/app.js"
+        r, _ = self.poll_encoded(path, "br")
+        self.assertEqual(r.body, self.site.files[path + ".br"], "fresh sibling not served before the change")
+        full = self.site.path(path)
+        with open(full, "wb") as f:
+            f.write(SIBCHG2)
+        now = time.time()
+        os.utime(full, (now, now))
+        deadline = time.monotonic() + POLL + 1.5
+        while True:
+            r = self.req(path, "br")
+            self.assertEqual(r.status, 200, r)
+            enc = r.header("content-encoding")
+            body = r.body if enc is None else decode(enc, r.body)
+            self.assertIn(body, (SIB_SRC, SIBCHG2, SIB), f"{path}: unexpected body (enc {enc})")
+            if enc == "br" and body == SIBCHG2:
+                return
+            if time.monotonic() > deadline:
+                self.fail(f"{path}: {POLL + 1.5}s after the file changed, br is still not the new file "
+                          f"(enc {enc}, body is {'the old sibling' if body == SIB_SRC else 'other'})")
+            time.sleep(0.1)
+
     # -- in-memory variants ------------------------------------------------------------------
     def test_in_memory_variant_compressed_once(self):
         path = "/mem/app.js"
@@ -460,6 +546,36 @@ class Compression(et.EdgeTestCase):
             self.assertEqual(again.header("content-encoding"), "br", f"request {i + 2} after the variant: {again!r}")
             self.assertEqual(again.body, r.body, "variant bytes changed between requests")
             self.assertEqual(again.header("etag"), r.header("etag"))
+
+    def test_concurrent_first_requests(self):
+        # many clients ask for a cold file at once: every answer is whole and correct, and
+        # afterwards one variant (identical bytes) is served
+        path = "/conc/app.js"
+        results = [None] * 16
+        errors = []
+
+        def one(i):
+            try:
+                results[i] = self.req(path, "br, gzip")
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(results))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        self.assertEqual(errors, [])
+        for r in results:
+            self.assertEqual(r.status, 200, r)
+            enc = r.header("content-encoding")
+            self.assertIn(enc, (None, "br", "gzip"), r)
+            self.assertEqual(r.header("content-length"), str(len(r.body)), r)
+            self.assertEqual(r.body if enc is None else decode(enc, r.body), ORIG)
+            self.assertEqual(vary_tokens(r), ["accept-encoding"], r)
+        r = self.variant(path, "br", ORIG)
+        bodies = {self.req(path, "br").body for _ in range(4)} | {r.body}
+        self.assertEqual(len(bodies), 1, "different br bytes for one file")
+        self.assertEqual(decode("br", r.body), ORIG)
 
     # -- route options -----------------------------------------------------------------------
     def test_compress_false(self):
