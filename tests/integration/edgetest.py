@@ -788,6 +788,7 @@ class EdgeTestCase(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="edgetest-")
         try:
             cls.site = Site(cls.tmp)
+            cls.prepare_site(cls.site)
             cls.access_log = os.path.join(cls.tmp, "access.log")
             cls.config_path = os.path.join(cls.tmp, "edge.toml")
             listen = cls.listen
@@ -804,6 +805,10 @@ class EdgeTestCase(unittest.TestCase):
         except BaseException:
             shutil.rmtree(cls.tmp, ignore_errors=True)
             raise
+
+    @classmethod
+    def prepare_site(cls, site):
+        """Hook: add files to the temporary site (site.write) before edge starts."""
 
     @classmethod
     def tearDownClass(cls):
