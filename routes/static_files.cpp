@@ -336,7 +336,7 @@ void StaticHandler::handle(http::Exchange& ex) const {
 
 http::Coding StaticHandler::pick_coding(http::Exchange& ex,
                                         const std::shared_ptr<FileEntry>& e) const {
-  std::string_view ae = ex.req.headers.get("Accept-Encoding");
+  std::string_view ae = ex.req.headers.list("Accept-Encoding", ex.header_buf);
   if (ae.empty()) return http::Coding::kIdentity;
   const auto& prefs = opts_.compress.codings;
   http::Coding c =

@@ -101,6 +101,7 @@ struct Exchange {
   std::string rewrite_buf;                      // storage for a rewritten path before decoding
   std::string scratch;                          // storage for generated bodies and headers
   std::string scratch2;
+  std::string header_buf;  // a list header joined from several lines
 
   // A short generated body (error pages, JSON) owned by the exchange.
   void set_text(int status, std::string_view content_type, std::string_view text) {

@@ -2,6 +2,7 @@
 // headers into storage that outlives the write (static strings, the file cache, the route).
 #pragma once
 #include <cstddef>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -35,6 +36,24 @@ class HeaderList {
   std::string_view get(std::string_view name) const {
     const HeaderField* f = find(name);
     return f ? f->value : std::string_view{};
+  }
+  // A list-valued field (RFC 9110 5.3): all its lines joined with ", ". One line is returned as
+  // it is; several are joined into `scratch`.
+  std::string_view list(std::string_view name, std::string& scratch) const {
+    const HeaderField* first = nullptr;
+    bool joined = false;
+    for (const auto& f : fields_) {
+      if (!iequals(f.name, name)) continue;
+      if (!first) {
+        first = &f;
+      } else {
+        if (!joined) scratch.assign(first->value);
+        joined = true;
+        scratch.append(", ").append(f.value);
+      }
+    }
+    if (joined) return scratch;
+    return first ? first->value : std::string_view{};
   }
   void remove(std::string_view name) {
     std::erase_if(fields_, [&](const HeaderField& f) { return iequals(f.name, name); });

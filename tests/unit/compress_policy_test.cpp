@@ -13,7 +13,8 @@ http::HeaderList headers(std::initializer_list<http::HeaderField> fs) {
   return h;
 }
 
-std::string_view stream(const http::HeaderList& h, int status = 200, std::string_view ae = "br, gzip") {
+std::string_view stream(const http::HeaderList& h, int status = 200,
+                        std::string_view ae = "br, gzip") {
   routes::CompressOptions o;
   bool vary = false;
   return http::coding_name(routes::choose_stream_coding(o, ae, status, h, vary));
@@ -39,16 +40,22 @@ TEST(CompressPolicy, StreamedResponses) {
   EXPECT_EQ(stream(json, 200, "gzip"), "gzip");
   EXPECT_EQ(stream(json, 200, ""), "identity");
   EXPECT_EQ(stream(headers({{"Content-Type", "text/event-stream"}})), "br");
-  EXPECT_EQ(stream(headers({{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}})), "identity");
-  EXPECT_EQ(stream(headers({{"Content-Type", "application/json"}, {"Cache-Control", "public, no-transform"}})),
+  EXPECT_EQ(stream(headers({{"Content-Type", "application/json"}, {"Content-Encoding", "gzip"}})),
+            "identity");
+  EXPECT_EQ(stream(headers(
+                {{"Content-Type", "application/json"}, {"Cache-Control", "public, no-transform"}})),
             "identity");
   EXPECT_EQ(stream(headers({{"Content-Type", "image/png"}})), "identity");
-  EXPECT_EQ(stream(headers({{"Content-Type", "application/json"}, {"Content-Length", "20"}})), "identity");
-  EXPECT_EQ(stream(headers({{"Content-Type", "application/json"}, {"Content-Length", "2000"}})), "br");
+  EXPECT_EQ(stream(headers({{"Content-Type", "application/json"}, {"Content-Length", "20"}})),
+            "identity");
+  EXPECT_EQ(stream(headers({{"Content-Type", "application/json"}, {"Content-Length", "2000"}})),
+            "br");
   EXPECT_EQ(stream(json, 206), "identity");
   EXPECT_EQ(stream(json, 304), "identity");
   EXPECT_EQ(stream(json, 204), "identity");
-  EXPECT_EQ(stream(headers({{"Content-Type", "application/json"}, {"Content-Range", "bytes 0-1/2"}})), "identity");
+  EXPECT_EQ(
+      stream(headers({{"Content-Type", "application/json"}, {"Content-Range", "bytes 0-1/2"}})),
+      "identity");
 }
 
 TEST(CompressPolicy, VaryIsSetWhenTheBodyCouldDiffer) {
@@ -62,7 +69,9 @@ TEST(CompressPolicy, VaryIsSetWhenTheBodyCouldDiffer) {
 
 TEST(VariantStore, BoundedByBytesLeastRecentlyUsedFirst) {
   routes::VariantStore store(100);
-  auto key = [](std::uint64_t ino) { return routes::VariantStore::Key{1, ino, 10, 5, http::Coding::kBr}; };
+  auto key = [](std::uint64_t ino) {
+    return routes::VariantStore::Key{1, ino, 10, 5, http::Coding::kBr};
+  };
   EXPECT_TRUE(store.claim(key(1)));
   EXPECT_FALSE(store.claim(key(1)));  // somebody is compressing it already
   store.put(key(1), std::make_shared<const std::string>(60, 'a'));

@@ -62,3 +62,14 @@ TEST(Negotiation, Names) {
   EXPECT_EQ(coding_from_name("Zstd"), Coding::kZstd);
   EXPECT_FALSE(coding_from_name("deflate").has_value());
 }
+
+TEST(HeaderList, ListFieldsJoinTheirLines) {
+  HeaderList h;
+  h.add("Accept-Encoding", "br;q=0.5");
+  h.add("Host", "x");
+  h.add("accept-encoding", "zstd");
+  std::string scratch;
+  EXPECT_EQ(h.list("Accept-Encoding", scratch), "br;q=0.5, zstd");
+  EXPECT_EQ(h.list("Host", scratch), "x");
+  EXPECT_EQ(h.list("Missing", scratch), "");
+}
