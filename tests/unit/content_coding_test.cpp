@@ -1,5 +1,6 @@
 // Accept-Encoding negotiation (RFC 9110 12.5.3): q-values, '*', identity;q=0, garbage.
 #include "server/http/content_coding.h"
+#include "server/http/headers.h"
 
 #include <gtest/gtest.h>
 
