@@ -256,7 +256,11 @@ class Loader {
           fail(v, std::string(key) + "." + std::string(k.str()) + " must be an integer");
         long long lv = *v.value<long long>();
         long long lo = *coding == http::Coding::kBr ? 0 : 1;
-        long long hi = *coding == http::Coding::kBr ? 11 : *coding == http::Coding::kZstd ? 22 : 9;
+        // Streamed zstd above 19 needs hundreds of MB per response: refused for dynamic levels.
+        long long hi = *coding == http::Coding::kBr        ? 11
+                       : *coding == http::Coding::kGzip    ? 9
+                       : std::string_view(key) == "levels" ? 19
+                                                           : 22;
         if (lv < lo || lv > hi)
           fail(v, std::string(key) + "." + std::string(k.str()) + " must be between " +
                       std::to_string(lo) + " and " + std::to_string(hi));
