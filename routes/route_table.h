@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "routes/security_headers.h"
 #include "server/http/exchange.h"
 
 namespace edge::routes {
@@ -22,7 +23,9 @@ struct Route {
   std::optional<std::regex> regex;
   std::optional<std::string> rewrite;  // with $0..$9
   std::unique_ptr<http::Handler> handler;
-  std::vector<std::pair<std::string, std::string>> headers;  // added to every response
+  RouteSecurity security;     // the route's headers, removals and CSP changes
+  HeaderPairs headers_plain;  // everything added to each response, security preset included
+  HeaderPairs headers_tls;
   std::uint64_t max_body = 0;
 
   std::string describe() const;

@@ -212,6 +212,131 @@ class Loader {
     return l;
   }
 
+  routes::HeaderPairs header_table(const toml::node& n, std::string_view key) const {
+    if (!n.is_table()) fail(n, std::string(key) + " must be a table of \"Name\" = \"value\"");
+    routes::HeaderPairs out;
+    for (auto&& [k, v] : *n.as_table()) {
+      std::string name(k.str());
+      if (!http::is_token(name))
+        fail(static_cast<int>(k.source().begin.line),
+             "header name \"" + name + "\" is not a valid token");
+      std::string value = str(v, name);
+      for (char c : value)
+        if (c == '\r' || c == '\n' || c == '\0')
+          fail(v, "header value of " + name + " must not contain line breaks");
+      out.emplace_back(name, value);
+    }
+    return out;
+  }
+  std::vector<std::string> header_names(const toml::node& n, std::string_view key) const {
+    std::vector<std::string> out = strings(n, key);
+    for (const auto& h : out)
+      if (!http::is_token(h)) fail(n, std::string(key) + ": \"" + h + "\" is not a header name");
+    return out;
+  }
+  // CSP as a table of directives: `script-src = ["'self'"]`, a string of space-separated sources,
+  // or false / [] to drop the directive.
+  routes::CspDirectives csp_table(const toml::node& n) const {
+    if (!n.is_table())
+      fail(n, "csp must be a table of directives such as { script-src = [\"'self'\"] }");
+    routes::CspDirectives out;
+    for (auto&& [k, v] : *n.as_table()) {
+      std::string name(k.str());
+      int line = static_cast<int>(k.source().begin.line);
+      for (char c : name)
+        if (!((c >= 'a' && c <= 'z') || c == '-'))
+          fail(line, "csp: \"" + name + "\" is not a directive name");
+      std::vector<std::string> sources;
+      if (v.is_boolean()) {
+        if (*v.value<bool>())
+          fail(v, "csp." + name + " = true means nothing: give the sources, or false to drop it");
+      } else if (v.is_string()) {
+        std::string all = str(v, name), cur;
+        for (char c : all + " ") {
+          if (c == ' ') {
+            if (!cur.empty()) sources.push_back(cur);
+            cur.clear();
+          } else {
+            cur.push_back(c);
+          }
+        }
+      } else {
+        sources = strings(v, name);
+      }
+      for (const auto& src : sources)
+        for (char c : src)
+          if (c == ';' || c == ',' || c == ' ' || c == '\r' || c == '\n' ||
+              static_cast<unsigned char>(c) < 0x20)
+            fail(v, "csp." + name + ": source \"" + src +
+                        "\" may not contain ';', ',', spaces or control characters");
+      out.emplace_back(name, std::move(sources));
+    }
+    return out;
+  }
+
+  void load_security(const toml::table& t, routes::SecurityPolicy& p) const {
+    check_keys(t, "[security_headers]",
+               {"enabled", "hsts", "csp", "csp_report_only", "headers", "remove"});
+    if (auto* n = t.get("enabled")) p.enabled = boolean(*n, "enabled");
+    if (auto* n = t.get("hsts")) {
+      if (n->is_boolean()) {
+        p.hsts = *n->value<bool>();
+      } else {
+        if (!n->is_table())
+          fail(*n,
+               "hsts must be true, false or { max_age = \"2y\", include_subdomains = true, preload "
+               "= false }");
+        const toml::table& h = *n->as_table();
+        check_keys(h, "hsts", {"enabled", "max_age", "include_subdomains", "preload"});
+        if (auto* e = h.get("enabled")) p.hsts = boolean(*e, "enabled");
+        if (auto* e = h.get("max_age")) {
+          if (e->is_string() && str(*e, "max_age").ends_with("y")) {
+            std::string y = str(*e, "max_age");
+            p.hsts_max_age = std::stoull(y.substr(0, y.size() - 1)) * 31536000ULL;
+          } else {
+            p.hsts_max_age = static_cast<std::uint64_t>(duration(*e, "max_age").count() / 1000);
+          }
+        }
+        if (auto* e = h.get("include_subdomains"))
+          p.hsts_include_subdomains = boolean(*e, "include_subdomains");
+        if (auto* e = h.get("preload")) p.hsts_preload = boolean(*e, "preload");
+        if (p.hsts_preload && (p.hsts_max_age < 31536000 || !p.hsts_include_subdomains))
+          fail(*n,
+               "hsts preload needs max_age of at least a year and include_subdomains "
+               "(hstspreload.org rules)");
+      }
+    }
+    if (auto* n = t.get("csp")) {
+      // The preset's directives are kept unless named here.
+      for (auto& [name, sources] : csp_table(*n)) {
+        bool found = false;
+        for (auto& d : p.csp)
+          if (d.first == name) {
+            d.second = sources;
+            found = true;
+          }
+        if (!found) p.csp.emplace_back(name, sources);
+      }
+      std::erase_if(p.csp, [](const auto& d) { return d.second.empty(); });
+    }
+    if (auto* n = t.get("csp_report_only")) p.csp_report_only = boolean(*n, "csp_report_only");
+    if (auto* n = t.get("headers")) {
+      for (auto& [name, value] : header_table(*n, "headers")) {
+        bool found = false;
+        for (auto& h : p.headers)
+          if (http::iequals(h.first, name)) {
+            h.second = value;
+            found = true;
+          }
+        if (!found) p.headers.emplace_back(name, value);
+      }
+    }
+    if (auto* n = t.get("remove")) {
+      for (const auto& name : header_names(*n, "remove"))
+        std::erase_if(p.headers, [&](const auto& h) { return http::iequals(h.first, name); });
+    }
+  }
+
   void load_compress(const toml::node& n, routes::CompressOptions& c) const {
     if (n.is_boolean()) {
       c.enabled = *n.value<bool>();
@@ -273,10 +398,13 @@ class Loader {
 
   routes::Route load_route(const toml::table& t, unsigned workers,
                            std::chrono::steady_clock::time_point started) const {
-    check_keys(t, "[[route]]",
-               {"host", "path", "prefix", "regex", "rewrite", "health", "root", "redirect",
-                "status", "index", "spa_fallback", "immutable", "hashed_assets", "cache_control",
-                "dotfiles", "symlinks", "max_body", "headers", "compress"});
+    check_keys(
+        t, "[[route]]",
+        {"host",         "path",          "prefix",        "regex",         "rewrite",
+         "health",       "root",          "redirect",      "status",        "index",
+         "spa_fallback", "immutable",     "hashed_assets", "cache_control", "dotfiles",
+         "symlinks",     "max_body",      "headers",       "compress",      "security_headers",
+         "csp",          "remove_headers"});
     routes::Route r;
     r.line = line_of(t);
     if (auto* n = t.get("host")) {
@@ -315,20 +443,10 @@ class Loader {
       if (!r.rewrite->starts_with("/")) fail(*n, "rewrite must produce a path starting with \"/\"");
     }
     if (auto* n = t.get("max_body")) r.max_body = size(*n, "max_body");
-    if (auto* n = t.get("headers")) {
-      if (!n->is_table()) fail(*n, "headers must be a table of \"Name\" = \"value\"");
-      for (auto&& [k, v] : *n->as_table()) {
-        std::string name(k.str());
-        if (!http::is_token(name))
-          fail(static_cast<int>(k.source().begin.line),
-               "header name \"" + name + "\" is not a valid token");
-        std::string value = str(v, name);
-        for (char c : value)
-          if (c == '\r' || c == '\n' || c == '\0')
-            fail(v, "header value of " + name + " must not contain line breaks");
-        r.headers.emplace_back(name, value);
-      }
-    }
+    if (auto* n = t.get("headers")) r.security.headers = header_table(*n, "headers");
+    if (auto* n = t.get("remove_headers")) r.security.remove = header_names(*n, "remove_headers");
+    if (auto* n = t.get("security_headers")) r.security.enabled = boolean(*n, "security_headers");
+    if (auto* n = t.get("csp")) r.security.csp = csp_table(*n);
     int handlers = (t.contains("health") ? 1 : 0) + (t.contains("root") ? 1 : 0) +
                    (t.contains("redirect") ? 1 : 0);
     if (handlers != 1) fail(t, "a route needs exactly one handler: root, health or redirect");
@@ -527,7 +645,11 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   cfg->path = path;
   cfg->started = started;
   Loader L(path);
-  L.check_keys(root, "the top level", {"server", "log", "listen", "route"});
+  L.check_keys(root, "the top level", {"server", "log", "listen", "route", "security_headers"});
+  if (auto* n = root.get("security_headers")) {
+    if (!n->is_table()) L.fail(*n, "security_headers must be a table: [security_headers]");
+    L.load_security(*n->as_table(), cfg->security);
+  }
   if (auto* n = root.get("server")) {
     if (!n->is_table()) L.fail(*n, "server must be a table: [server]");
     L.load_server(*n->as_table(), cfg->server);
@@ -547,8 +669,12 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   auto* routes = root.get("route");
   if (!routes || !routes->is_array_of_tables())
     L.fail(routes ? Loader::line_of(*routes) : 1, "at least one [[route]] is needed");
-  for (auto&& el : *routes->as_array())
-    cfg->routes.routes().push_back(L.load_route(*el.as_table(), cfg->server.workers, started));
+  for (auto&& el : *routes->as_array()) {
+    routes::Route r = L.load_route(*el.as_table(), cfg->server.workers, started);
+    r.headers_plain = routes::route_headers(cfg->security, r.security, false);
+    r.headers_tls = routes::route_headers(cfg->security, r.security, true);
+    cfg->routes.routes().push_back(std::move(r));
+  }
   return cfg;
 }
 

@@ -47,6 +47,7 @@ struct Config {
   ServerConfig server;
   LogConfig log;
   std::vector<ListenConfig> listeners;
+  routes::SecurityPolicy security;
   routes::RouteTable routes;
   std::chrono::steady_clock::time_point started;
 

@@ -608,7 +608,7 @@ void Connection::serialize_head(const routes::Route* route) {
     o.append(f.value);
   }
   if (route) {
-    for (const auto& [name, value] : route->headers) {
+    for (const auto& [name, value] : ex.req.tls ? route->headers_tls : route->headers_plain) {
       o.append("\r\n");
       o.append(name);
       o.append(": ");

@@ -201,7 +201,7 @@ cache_control = "public, max-age=60"
 dotfiles = "deny"
 symlinks = "inside"
 max_body = 0
-headers = {{ "X-Frame-Options" = "DENY" }}
+headers = {{ "X-Frame-Options" = "DENY", "X-Edge-Route" = "spa" }}
 """
 
 

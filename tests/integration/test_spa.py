@@ -122,10 +122,10 @@ class SpaRules(et.EdgeTestCase):
     def test_host_route_serves_files(self):
         r = self.get("/logo.svg", host="NoSpa.Test")
         self.assertStatus(r, 200)
-        # the host route has no X-Frame-Options header configured: proves the route was chosen
-        self.assertIsNone(r.header("x-frame-options"), r)
+        # only the SPA route configures X-Edge-Route: its absence proves the host route was chosen
+        self.assertIsNone(r.header("x-edge-route"), r)
         r = self.get("/logo.svg")
-        self.assertHeader(r, "x-frame-options", "DENY")
+        self.assertHeader(r, "x-edge-route", "spa")
 
 
 class Routes(et.EdgeTestCase):

@@ -67,7 +67,7 @@ TEST_F(ConfigTest, GoodConfigLoads) {
   EXPECT_EQ(cfg_->server.keepalive_timeout, std::chrono::seconds(30));
   EXPECT_EQ(cfg_->server.max_header_bytes, 16u * 1024);
   ASSERT_EQ(cfg_->routes.routes().size(), 2u);
-  EXPECT_EQ(cfg_->routes.routes()[1].headers[0].first, "X-Frame-Options");
+  EXPECT_EQ(cfg_->routes.routes()[1].security.headers[0].first, "X-Frame-Options");
   EXPECT_NE(cfg_->describe().find("listen http://127.0.0.1:0"), std::string::npos);
 }
 
