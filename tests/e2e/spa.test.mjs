@@ -250,3 +250,30 @@ test('under the production CSP the app runs with no violations', TIMEOUT, async 
   assert.equal(violations.length, 1, `exactly the control violation: ${violations}`);
   assert.match(violations[0], /^script-src/);
 });
+
+test("under edge's own default CSP header the app runs with no violations", TIMEOUT, async (t) => {
+  const { page, log } = await openPage(t);
+  const res = await page.goto(`${BASE}/readings/42`);
+  assert.equal(res.status(), 200);
+  const csp = res.headers()['content-security-policy'] || '';
+  for (const d of ["default-src 'self'", "script-src 'self'", "connect-src 'self' https://api.stripe.com",
+                   "style-src 'self' 'unsafe-inline' https://fonts.googleapis.com"]) {
+    assert.ok(csp.includes(d), `edge's CSP has ${d}: ${csp}`);
+  }
+  assert.equal(res.headers()['x-frame-options'], 'DENY');
+  assert.equal(res.headers()['x-content-type-options'], 'nosniff');
+  await waitReady(page, '/readings/:id');
+  await page.waitForFunction(() => document.getElementById('health')?.dataset.status !== 'pending');
+  assert.equal(await page.getAttribute('#health', 'data-status'), 'OK', 'connect-src allows /health');
+  await page.click('a[href="/"]');
+  await waitReady(page, '/');
+  await assertClean(page, log);
+  const ran = await page.evaluate(async () => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__inlineRan = true';
+    document.head.append(s);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    return window.__inlineRan === true;
+  });
+  assert.equal(ran, false, "edge's CSP must block an inline script");
+});
