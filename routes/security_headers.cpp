@@ -75,10 +75,13 @@ HeaderPairs route_headers(const SecurityPolicy& policy, const RouteSecurity& rou
       }
       if (!found) csp.emplace_back(name, sources);
     }
-    std::erase_if(csp, [](const auto& d) { return d.second.empty() && d.first != "upgrade-insecure-requests" &&
-                                                  d.first != "block-all-mixed-content"; });
+    std::erase_if(csp, [](const auto& d) {
+      return d.second.empty() && d.first != "upgrade-insecure-requests" &&
+             d.first != "block-all-mixed-content";
+    });
     if (!csp.empty())
-      out.emplace_back(policy.csp_report_only ? "Content-Security-Policy-Report-Only" : "Content-Security-Policy",
+      out.emplace_back(policy.csp_report_only ? "Content-Security-Policy-Report-Only"
+                                              : "Content-Security-Policy",
                        csp_value(csp, tls));
     if (tls && policy.hsts) {
       std::string v = "max-age=" + std::to_string(policy.hsts_max_age);
@@ -93,7 +96,8 @@ HeaderPairs route_headers(const SecurityPolicy& policy, const RouteSecurity& rou
     std::erase_if(out, [&](const auto& h) { return http::iequals(h.first, r); });
   if (!tls) {
     // Never over plain HTTP, whoever asked for it (RFC 6797 7.2).
-    std::erase_if(out, [](const auto& h) { return http::iequals(h.first, "Strict-Transport-Security"); });
+    std::erase_if(
+        out, [](const auto& h) { return http::iequals(h.first, "Strict-Transport-Security"); });
   }
   return out;
 }

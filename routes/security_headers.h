@@ -28,9 +28,9 @@ struct SecurityPolicy {
 
 // Per-route changes to the preset.
 struct RouteSecurity {
-  bool enabled = true;          // false: this route gets none of the preset
-  CspDirectives csp;            // replaces these directives (an empty list removes one)
-  HeaderPairs headers;          // the route's `headers`: replace same-named preset headers, add others
+  bool enabled = true;  // false: this route gets none of the preset
+  CspDirectives csp;    // replaces these directives (an empty list removes one)
+  HeaderPairs headers;  // the route's `headers`: replace same-named preset headers, add others
   std::vector<std::string> remove;  // preset headers this route drops
 };
 

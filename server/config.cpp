@@ -175,9 +175,15 @@ class Loader {
   }
 
   ListenConfig load_listen(const toml::table& t) const {
-    check_keys(t, "[[listen]]", {"address"});
+    check_keys(t, "[[listen]]", {"address", "https_redirect", "https_port"});
     ListenConfig l;
     l.line = line_of(t);
+    if (auto* r = t.get("https_redirect")) l.https_redirect = boolean(*r, "https_redirect");
+    if (auto* p = t.get("https_port")) {
+      if (!p->is_integer() || *p->value<long long>() < 1 || *p->value<long long>() > 65535)
+        fail(*p, "https_port must be a port number");
+      l.https_port = static_cast<int>(*p->value<long long>());
+    }
     auto* n = t.get("address");
     if (!n) fail(t, "[[listen]] needs an address such as \"127.0.0.1:8080\" or \"[::1]:8080\"");
     l.line = line_of(*n);

@@ -22,6 +22,8 @@ struct ListenConfig {
   int port = 0;
   bool ipv6 = false;
   int line = 0;
+  bool https_redirect = false;  // answer every request (but /health) with a redirect to https://
+  int https_port = 443;
 };
 
 struct ServerConfig {

@@ -54,7 +54,8 @@ void extend(std::string_view& v, const char* at, std::size_t len) {
 
 }  // namespace
 
-Connection::Connection(Worker& w, int fd, const sockaddr_storage& peer) : w_(w), fd_(fd) {
+Connection::Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener)
+    : w_(w), fd_(fd), listener_(listener) {
   if (peer.ss_family == AF_INET6) {
     const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
     inet_ntop(AF_INET6, &a->sin6_addr, client_ip_, sizeof client_ip_);
@@ -426,6 +427,11 @@ bool Connection::parse_head(std::size_t head_len) {
     w_.make_request_id(request_id_);
     req.request_id = std::string_view(request_id_, 16);
   }
+  const ListenConfig& lc = w_.config()->listeners[listener_];
+  if (lc.https_redirect && !req.tls && path != "/health") {
+    redirect_to_https(lc.https_port);
+    return false;
+  }
   if (http::normalize_path(path, ex.path_buf) != http::PathError::kOk) {
     respond_error(400, true);
     return false;
@@ -548,6 +554,34 @@ void Connection::respond_error(int status, bool close_after) {
     closing_ = true;
     keep_alive_ = false;
   }
+  route_ = nullptr;
+  finish_response();
+}
+
+void Connection::redirect_to_https(int port) {
+  http::Exchange& ex = *ex_;
+  http::Request& req = ex.req;
+  std::string_view host = req.host;
+  bool host_ok = !host.empty() && host.size() <= 255;
+  for (char c : host)
+    host_ok =
+        host_ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '-' || c == ':' || c == '[' || c == ']');
+  if (!host_ok) {
+    respond_error(400, false);
+    return;
+  }
+  // 301 for GET/HEAD (what every client follows); 308 keeps the method and body of the rest.
+  bool safe = req.method == http::Method::kGet || req.method == http::Method::kHead;
+  ex.resp.reset();
+  ex.scratch2.assign("https://").append(host);
+  if (port != 443) ex.scratch2.append(":").append(std::to_string(port));
+  ex.scratch2.append(req.raw_path.empty() ? std::string_view("/") : req.raw_path);
+  if (!req.query.empty()) ex.scratch2.append("?").append(req.query);
+  ex.set_static(safe ? 301 : 308, kTextPlain, "Redirecting to HTTPS\n");
+  ex.resp.location = ex.scratch2;
+  // A body we will not read makes the connection unusable for the next request.
+  if (req.has_body) closing_ = true;
   route_ = nullptr;
   finish_response();
 }

@@ -20,7 +20,7 @@ struct Route;
 
 class Connection {
  public:
-  Connection(Worker& w, int fd, const sockaddr_storage& peer);
+  Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener);
   void start();
   // Stops reading and closes once idle (graceful stop); closes at once when idle now.
   void close_when_idle();
@@ -53,6 +53,7 @@ class Connection {
   bool parse_head(std::size_t head_len);
   void dispatch();
   void respond_error(int status, bool close_after);
+  void redirect_to_https(int port);
   void finish_response();
   void serialize_head(const routes::Route* route);
   bool flush();  // true when everything queued is written
@@ -63,6 +64,7 @@ class Connection {
 
   Worker& w_;
   int fd_;
+  unsigned listener_;  // index into the config's listeners
   uv_poll_t poll_;
   int poll_events_ = 0;
   llhttp_t parser_;

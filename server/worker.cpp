@@ -24,6 +24,7 @@ Worker::Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<A
     auto l = std::make_unique<Listener>();
     l->worker = this;
     l->fd = fd;
+    l->index = static_cast<unsigned>(listeners_.size());
     listeners_.push_back(std::move(l));
   }
   // Every handle is initialised here, before the thread runs, so request_stop() is safe from
@@ -125,8 +126,8 @@ void Worker::on_accept(Listener& l) {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    auto* c =
-        new Connection(*this, fd, peer);  // owned by its poll handle: freed in its close callback
+    auto* c = new Connection(*this, fd, peer,
+                             l.index);  // owned by its poll handle: freed in its close callback
     c->start();
   }
 }

@@ -54,6 +54,7 @@ class Worker : public http::Scheduler {
   struct Listener {
     Worker* worker;
     int fd;
+    unsigned index;  // into Config::listeners
     uv_poll_t poll;
   };
   void run();

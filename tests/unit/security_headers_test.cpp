@@ -27,7 +27,8 @@ TEST(SecurityHeaders, PresetMatchesHelmetAndThePlatform) {
   EXPECT_EQ(get(tls, "X-DNS-Prefetch-Control"), "off");
   std::string csp = get(tls, "Content-Security-Policy");
   EXPECT_NE(csp.find("default-src 'self'"), std::string::npos);
-  EXPECT_NE(csp.find("style-src 'self' 'unsafe-inline' https://fonts.googleapis.com"), std::string::npos);
+  EXPECT_NE(csp.find("style-src 'self' 'unsafe-inline' https://fonts.googleapis.com"),
+            std::string::npos);
   EXPECT_NE(csp.find("font-src 'self' https://fonts.gstatic.com"), std::string::npos);
   EXPECT_NE(csp.find("img-src 'self' data: https:"), std::string::npos);
   EXPECT_NE(csp.find("script-src 'self'"), std::string::npos);
@@ -41,7 +42,8 @@ TEST(SecurityHeaders, NoHstsOrUpgradeOverPlainHttp) {
   r.headers = {{"Strict-Transport-Security", "max-age=1"}};
   HeaderPairs plain = route_headers(p, r, false);
   EXPECT_EQ(get(plain, "Strict-Transport-Security"), "<absent>");
-  EXPECT_EQ(get(plain, "Content-Security-Policy").find("upgrade-insecure-requests"), std::string::npos);
+  EXPECT_EQ(get(plain, "Content-Security-Policy").find("upgrade-insecure-requests"),
+            std::string::npos);
 }
 
 TEST(SecurityHeaders, RouteOverridesKeepTheRest) {
