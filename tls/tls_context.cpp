@@ -346,8 +346,6 @@ void TlsContext::load_cert(const CertConfig& conf, std::size_t index, const TlsO
       bool stale = false;
       // With the issuer at hand (the chain), check the response is about this very cert.
       X509* issuer = nullptr;
-      for (auto& c : chain)
-        if (X509_check_issued(c.get(), leaf.get()) == X509_V_OK) issuer = c.get();
       STACK_OF(X509)* ctx_chain = nullptr;
       SSL_CTX_get0_chain_certs(ctx, &ctx_chain);
       for (int i = 0; !issuer && ctx_chain && i < sk_X509_num(ctx_chain); ++i)

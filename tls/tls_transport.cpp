@@ -111,6 +111,11 @@ TlsTransport::TlsTransport(std::shared_ptr<const TlsContext> ctx) : ctx_(std::mo
 }
 
 TlsTransport::~TlsTransport() {
+  // Most peers just close the TCP connection. OpenSSL would take that as an unclean end and drop
+  // the session from the cache (no resumption by session id); like nginx, call it clean unless
+  // the connection failed, when OpenSSL has already dropped the session.
+  if (handshake_done_ && sticky_ != Result::kError)
+    SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
   SSL_free(ssl_);
 }
 
