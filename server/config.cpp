@@ -17,6 +17,7 @@
 #include "routes/static_files.h"
 #include "server/http/content_coding.h"
 #include "server/http/token.h"
+#include "tls/self_signed.h"
 
 namespace edge {
 namespace {
@@ -174,8 +175,96 @@ class Loader {
     }
   }
 
+  // [listen.tls]: certificates (one, or several for SNI), versions, lists, resumption.
+  void load_tls(const toml::node& n, ListenConfig& l) const {
+    if (!n.is_table())
+      fail(n, "tls must be a table such as { cert = \"site.crt\", key = \"site.key\" }");
+    const toml::table& t = *n.as_table();
+    check_keys(
+        t, "tls",
+        {"cert", "key", "names", "ocsp", "certs", "self_signed", "min_version", "ciphers",
+         "ciphersuites", "groups", "session_timeout", "ticket_key_lifetime", "session_cache_size"});
+    tls::TlsOptions& o = l.tls_options;
+    auto cert_from = [&](const toml::table& c, int line) {
+      tls::CertConfig cc;
+      auto* cf = c.get("cert");
+      auto* kf = c.get("key");
+      if (!cf || !kf) fail(line, "a certificate needs both cert and key");
+      cc.cert_file = path(*cf, "cert");
+      cc.key_file = path(*kf, "key");
+      if (auto* nm = c.get("names")) cc.names = strings(*nm, "names");
+      if (auto* oc = c.get("ocsp")) cc.ocsp_file = path(*oc, "ocsp");
+      return cc;
+    };
+    bool self_signed = false;
+    if (auto* s = t.get("self_signed")) self_signed = boolean(*s, "self_signed");
+    if (t.contains("cert") || t.contains("key") || self_signed) {
+      if (self_signed && !t.contains("cert") && !t.contains("key")) {
+        tls::CertConfig cc;
+        fs::path dir = fs::path(file_).parent_path();
+        cc.cert_file = fs::weakly_canonical(fs::absolute(dir / "certs" / "localhost.crt")).string();
+        cc.key_file = fs::weakly_canonical(fs::absolute(dir / "certs" / "localhost.key")).string();
+        o.certs.push_back(cc);
+      } else {
+        o.certs.push_back(cert_from(t, line_of(t)));
+      }
+      if (self_signed) {
+        try {
+          std::error_code ec;
+          fs::create_directories(fs::path(o.certs.back().cert_file).parent_path(), ec);
+          fs::create_directories(fs::path(o.certs.back().key_file).parent_path(), ec);
+          tls::ensure_self_signed(o.certs.back().cert_file, o.certs.back().key_file);
+        } catch (const std::exception& e) {
+          fail(*t.get("self_signed"), e.what());
+        }
+      }
+    }
+    if (auto* cs = t.get("certs")) {
+      if (!cs->is_array_of_tables())
+        fail(*cs, "certs must be an array of { cert = ..., key = ..., names = [...] }");
+      for (auto&& el : *cs->as_array()) {
+        check_keys(*el.as_table(), "tls.certs", {"cert", "key", "names", "ocsp"});
+        o.certs.push_back(cert_from(*el.as_table(), line_of(el)));
+      }
+    }
+    if (o.certs.empty())
+      fail(n, "tls needs a certificate: cert and key, certs = [...], or self_signed = true");
+    auto listed = [&](const char* key, std::string& out, void (*check)(const std::string&)) {
+      auto* v = t.get(key);
+      if (!v) return;
+      out = str(*v, key);
+      try {
+        check(out);
+      } catch (const tls::TlsError& e) {
+        fail(*v, std::string(key) + ": " + e.what());
+      }
+    };
+    listed("ciphers", o.ciphers, tls::validate_cipher_list);
+    listed("ciphersuites", o.ciphersuites, tls::validate_ciphersuites);
+    listed("groups", o.groups, tls::validate_groups);
+    if (auto* v = t.get("min_version")) {
+      o.min_version = str(*v, "min_version");
+      if (o.min_version != "TLSv1.2" && o.min_version != "TLSv1.3")
+        fail(*v,
+             "min_version must be \"TLSv1.2\" or \"TLSv1.3\" (older versions are never offered)");
+    }
+    if (auto* v = t.get("session_timeout"))
+      o.session_timeout =
+          std::chrono::duration_cast<std::chrono::seconds>(duration(*v, "session_timeout"));
+    if (auto* v = t.get("ticket_key_lifetime"))
+      o.ticket_key_lifetime =
+          std::chrono::duration_cast<std::chrono::seconds>(duration(*v, "ticket_key_lifetime"));
+    if (auto* v = t.get("session_cache_size"))
+      o.session_cache_size = size(*v, "session_cache_size");
+    try {
+      l.tls = tls::TlsContext::create(o);
+    } catch (const tls::TlsError& e) {
+      fail(n, e.what());
+    }
+  }
+
   ListenConfig load_listen(const toml::table& t) const {
-    check_keys(t, "[[listen]]", {"address", "https_redirect", "https_port"});
+    check_keys(t, "[[listen]]", {"address", "https_redirect", "https_port", "tls"});
     ListenConfig l;
     l.line = line_of(t);
     if (auto* r = t.get("https_redirect")) l.https_redirect = boolean(*r, "https_redirect");
@@ -215,6 +304,7 @@ class Loader {
       fail(*n, "address \"" + l.address + "\": bad port");
     l.host = host;
     l.port = static_cast<int>(p);
+    if (auto* tn = t.get("tls")) load_tls(*tn, l);
     return l;
   }
 
@@ -688,8 +778,13 @@ std::string Config::describe() const {
   std::ostringstream o;
   o << "config " << path << " is valid\n";
   o << "workers " << server.workers << "\n";
-  for (const auto& l : listeners)
-    o << "listen http://" << (l.ipv6 ? "[" + l.host + "]" : l.host) << ":" << l.port << "\n";
+  for (const auto& l : listeners) {
+    o << "listen " << (l.tls ? "https" : "http") << "://" << (l.ipv6 ? "[" + l.host + "]" : l.host)
+      << ":" << l.port;
+    if (l.https_redirect) o << " (redirects to https, port " << l.https_port << ")";
+    o << "\n";
+    if (l.tls) o << l.tls->describe();
+  }
   for (const auto& r : routes.routes()) {
     o << "route (line " << r.line << ") " << r.describe();
     if (auto* s = dynamic_cast<const routes::StaticHandler*>(r.handler.get())) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "routes/route_table.h"
+#include "tls/tls_context.h"
 
 namespace edge {
 
@@ -22,6 +23,8 @@ struct ListenConfig {
   int port = 0;
   bool ipv6 = false;
   int line = 0;
+  std::shared_ptr<const tls::TlsContext> tls;  // null: plain HTTP
+  tls::TlsOptions tls_options;
   bool https_redirect = false;  // answer every request (but /health) with a redirect to https://
   int https_port = 443;
 };

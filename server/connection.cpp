@@ -15,6 +15,8 @@
 #include <charconv>
 #include <cstring>
 
+#include <spdlog/spdlog.h>
+
 #include "routes/route_table.h"
 #include "server/config.h"
 #include "server/http/path.h"
@@ -89,6 +91,8 @@ const llhttp_settings_t& Connection::settings() {
 }
 
 void Connection::start() {
+  if (const auto& ctx = w_.config()->listeners[listener_].tls)
+    tls_ = std::make_unique<tls::TlsTransport>(ctx);
   uv_poll_init(w_.loop(), &poll_, fd_);
   poll_.data = this;
   w_.link(this);
@@ -100,8 +104,7 @@ void Connection::start() {
 void Connection::update_poll() {
   if (phase_ == Phase::kClosed) return;
   int want;
-  bool pending = out_off_ < out_.size() || body_.kind != http::Body::Kind::kNone;
-  if (pending)
+  if (output_pending())
     want = UV_WRITABLE;  // backpressure: read no more until the output drains
   else
     want = UV_READABLE;
@@ -141,21 +144,62 @@ void Connection::on_close(uv_handle_t* h) {
 
 void Connection::close_when_idle() {
   close_when_idle_ = true;
-  bool idle = phase_ == Phase::kHead && !head_started_ && start_ == end_ &&
-              out_off_ >= out_.size() && body_.kind == http::Body::Kind::kNone;
+  bool idle = phase_ == Phase::kHead && !head_started_ && start_ == end_ && !output_pending();
   if (idle) close();
 }
 
 void Connection::check_timeout(std::uint64_t now_ms) {
   if (phase_ == Phase::kClosed || deadline_ms_ == 0 || now_ms < deadline_ms_) return;
-  bool pending = out_off_ < out_.size() || body_.kind != http::Body::Kind::kNone;
-  if (phase_ == Phase::kLinger || pending) {
+  if (phase_ == Phase::kLinger || output_pending()) {
     close();
   } else if (head_started_ || phase_ == Phase::kBody) {
     respond_error(408, true);
     if (phase_ != Phase::kClosed) process();
   } else {
     close();  // idle keep-alive
+  }
+}
+
+bool Connection::make_room() {
+  const ServerConfig& sc = w_.config()->server;
+  if (!buf_) {
+    buf_ = w_.take_buffer();
+    cap_ = Worker::kBufferSize;
+    big_buf_ = false;
+    start_ = end_ = scan_ = line_start_ = head_end_ = 0;
+  }
+  if (end_ < cap_) return true;
+  if (phase_ == Phase::kBody) {
+    start_ = end_ = head_end_;  // body bytes were consumed; keep only the head the views use
+  } else if (start_ > 0) {
+    std::memmove(buf_.get(), buf_.get() + start_, end_ - start_);
+    end_ -= start_;
+    scan_ -= start_;
+    line_start_ -= start_;
+    start_ = 0;
+  } else if (cap_ < sc.max_header_bytes + 1024) {
+    std::size_t ncap = sc.max_header_bytes + 1024;
+    std::unique_ptr<char[]> nb(new char[ncap]);
+    std::memcpy(nb.get(), buf_.get(), end_);
+    if (!big_buf_) w_.give_buffer(std::move(buf_));
+    buf_ = std::move(nb);
+    cap_ = ncap;
+    big_buf_ = true;
+  }
+  if (end_ < cap_) return true;
+  // A head filling the whole buffer leaves no room for its body; a head larger than every limit
+  // is reported by scan_head.
+  if (phase_ == Phase::kBody) respond_error(413, true);
+  return false;
+}
+
+void Connection::note_input() {
+  const ServerConfig& sc = w_.config()->server;
+  if (phase_ == Phase::kHead && !head_started_ && start_ == end_) {
+    head_started_ = true;
+    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.header_timeout.count());
+  } else if (phase_ == Phase::kBody) {
+    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.header_timeout.count());
   }
 }
 
@@ -171,40 +215,13 @@ void Connection::on_readable() {
       return;
     }
   }
-  const ServerConfig& sc = w_.config()->server;
-  if (!buf_) {
-    buf_ = w_.take_buffer();
-    cap_ = Worker::kBufferSize;
-    big_buf_ = false;
-    start_ = end_ = scan_ = line_start_ = head_end_ = 0;
+  if (tls_) {
+    on_tls_readable();
+    return;
   }
-  if (end_ == cap_) {
-    if (phase_ == Phase::kBody) {
-      start_ = end_ = head_end_;  // body bytes were consumed; keep only the head the views use
-    } else if (start_ > 0) {
-      std::memmove(buf_.get(), buf_.get() + start_, end_ - start_);
-      end_ -= start_;
-      scan_ -= start_;
-      line_start_ -= start_;
-      start_ = 0;
-    } else if (cap_ < sc.max_header_bytes + 1024) {
-      std::size_t ncap = sc.max_header_bytes + 1024;
-      std::unique_ptr<char[]> nb(new char[ncap]);
-      std::memcpy(nb.get(), buf_.get(), end_);
-      if (!big_buf_) w_.give_buffer(std::move(buf_));
-      buf_ = std::move(nb);
-      cap_ = ncap;
-      big_buf_ = true;
-    }
-    if (end_ == cap_) {
-      if (phase_ == Phase::kBody) {  // a head filling the whole buffer leaves no room for its body
-        respond_error(413, true);
-        if (phase_ != Phase::kClosed) process();
-        return;
-      }
-      process();  // a head larger than every limit: scan_head reports it
-      return;
-    }
+  if (!make_room()) {
+    if (phase_ != Phase::kClosed) process();
+    return;
   }
   ssize_t n = ::read(fd_, buf_.get() + end_, cap_ - end_);
   if (n == 0) {
@@ -216,14 +233,60 @@ void Connection::on_readable() {
     close();
     return;
   }
-  if (phase_ == Phase::kHead && !head_started_ && start_ == end_) {
-    head_started_ = true;
-    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.header_timeout.count());
-  } else if (phase_ == Phase::kBody) {
-    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.header_timeout.count());
-  }
+  note_input();
   end_ += static_cast<std::size_t>(n);
   process();
+}
+
+void Connection::on_tls_readable() {
+  char cipher[16 * 1024 + 512];
+  ssize_t n = ::read(fd_, cipher, sizeof cipher);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    close();
+    return;
+  }
+  if (n < 0) return;
+  switch (tls_->feed(cipher, static_cast<std::size_t>(n))) {
+    case tls::TlsTransport::Result::kPlainHttp: {
+      // Plain HTTP on the TLS port: a short answer in clear, then close.
+      static constexpr std::string_view kMsg =
+          "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: "
+          "29\r\n"
+          "Connection: close\r\n\r\nThis port speaks HTTPS only.\n";
+      (void)!::send(fd_, kMsg.data(), kMsg.size(), MSG_NOSIGNAL);
+      tls_.reset();
+      start_linger();
+      return;
+    }
+    case tls::TlsTransport::Result::kError:
+      spdlog::debug("tls from {}: {}", client_ip_, tls_->error_string());
+      write_tls_out();  // the alert, if any
+      close();
+      return;
+    case tls::TlsTransport::Result::kClosed:
+      peer_closed_ = true;
+      break;
+    default:
+      break;
+  }
+  process();
+  if (peer_closed_ && phase_ != Phase::kClosed && !output_pending()) close();
+}
+
+bool Connection::refill_from_tls() {
+  bool got = false;
+  while (tls_ && !tls_->pending_plain().empty()) {
+    if (!make_room()) break;
+    note_input();
+    end_ += tls_->read_plain(buf_.get() + end_, cap_ - end_);
+    got = true;
+  }
+  return got;
+}
+
+bool Connection::output_pending() const {
+  return out_off_ < out_.size() || body_.kind != http::Body::Kind::kNone ||
+         (tls_ && tls_->pending_out_size() > 0);
 }
 
 void Connection::on_writable() {
@@ -372,6 +435,7 @@ bool Connection::parse_head(std::size_t head_len) {
   ex.worker_id = w_.id();
   ex.scheduler = &w_;
   ex.req.client_ip = client_ip_;
+  ex.req.tls = tls_ != nullptr;
   const char* head = buf_.get() + start_;
   llhttp_errno_t err = llhttp_execute(&parser_, head, head_len);
   std::size_t consumed = head_len;
@@ -463,8 +527,9 @@ void Connection::process() {
     }
     if (closing_) break;
     if (phase_ == Phase::kHead) {
-      if (start_ == end_) break;
+      if (start_ == end_ && !refill_from_tls()) break;
       long r = scan_head();
+      if (r == 0 && refill_from_tls()) continue;
       if (r == 0) break;
       if (r < 0) {
         respond_error(static_cast<int>(-r), true);
@@ -478,7 +543,7 @@ void Connection::process() {
         if (start_ == end_) start_ = end_ = head_end_;
       }
     } else {
-      if (start_ == end_) break;
+      if (start_ == end_ && !refill_from_tls()) break;
       const char* data = buf_.get() + start_;
       llhttp_errno_t err = llhttp_execute(&parser_, data, end_ - start_);
       if (err == HPE_PAUSED) {
@@ -696,6 +761,7 @@ void Connection::release_exchange() {
 }
 
 bool Connection::flush() {
+  if (tls_) return flush_tls();
   const ServerConfig& sc = w_.config()->server;
   bool wrote = false;
   for (;;) {
@@ -765,8 +831,94 @@ bool Connection::flush() {
   return true;
 }
 
+bool Connection::write_tls_out() {
+  while (tls_ && tls_->pending_out_size() > 0) {
+    std::string_view chunks[16];
+    iovec iov[16];
+    std::size_t k = tls_->out_chunks(chunks, 16);
+    for (std::size_t i = 0; i < k; ++i)
+      iov[i] = {const_cast<char*>(chunks[i].data()), chunks[i].size()};
+    ssize_t n = ::writev(fd_, iov, static_cast<int>(k));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    tls_->consume_out(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+bool Connection::flush_tls() {
+  const ServerConfig& sc = w_.config()->server;
+  constexpr std::size_t kHighWater = 256 * 1024;  // ciphertext queued before the socket takes it
+  constexpr std::size_t kChunk = 64 * 1024;
+  bool wrote = false;
+  for (;;) {
+    // Encrypt what is queued, in full records, until enough ciphertext waits for the socket.
+    while (tls_->handshake_done() && tls_->pending_out_size() < kHighWater) {
+      if (out_off_ < out_.size()) {
+        tls_->write_plain(out_.data() + out_off_, out_.size() - out_off_);
+        out_off_ = out_.size();
+      } else if (body_.kind == http::Body::Kind::kMemory && body_sent_ < body_.data.size()) {
+        std::size_t n = std::min<std::size_t>(kChunk, body_.data.size() - body_sent_);
+        tls_->write_plain(body_.data.data() + body_sent_, n);
+        body_sent_ += n;
+      } else if (body_.kind == http::Body::Kind::kFile && body_sent_ < body_.length) {
+        char* scratch = w_.io_scratch();
+        std::size_t want = static_cast<std::size_t>(
+            std::min<std::uint64_t>(Worker::kScratchSize, body_.length - body_sent_));
+        ssize_t n = ::pread(body_.fd, scratch, want, static_cast<off_t>(body_.offset + body_sent_));
+        if (n <= 0) {  // the file shrank under us: the promised length cannot be kept
+          close();
+          return false;
+        }
+        tls_->write_plain(scratch, static_cast<std::size_t>(n));
+        body_sent_ += static_cast<std::uint64_t>(n);
+      } else {
+        break;
+      }
+    }
+    if (out_off_ == out_.size()) {
+      out_.clear();
+      out_off_ = 0;
+    }
+    if (body_.kind != http::Body::Kind::kNone && body_sent_ >= body_.size()) {
+      body_ = http::Body{};
+      release_exchange();
+    }
+    if (tls_->pending_out_size() == 0) break;
+    std::string_view chunks[16];
+    iovec iov[16];
+    std::size_t k = tls_->out_chunks(chunks, 16);
+    for (std::size_t i = 0; i < k; ++i)
+      iov[i] = {const_cast<char*>(chunks[i].data()), chunks[i].size()};
+    ssize_t n = ::writev(fd_, iov, static_cast<int>(k));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.send_timeout.count());
+        return false;
+      }
+      close();
+      return false;
+    }
+    tls_->consume_out(static_cast<std::size_t>(n));
+    wrote = true;
+  }
+  if (!output_pending() && phase_ == Phase::kHead && start_ == end_) tls_->release_buffers();
+  if (wrote && phase_ == Phase::kHead && tls_->handshake_done()) {
+    bool partial = start_ < end_;
+    head_started_ = partial;
+    auto t = partial ? sc.header_timeout : sc.keepalive_timeout;
+    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(t.count());
+  }
+  return true;
+}
+
 void Connection::start_linger() {
   // Half-close and drain what the client still sends, so it reads our response instead of a reset.
+  if (tls_) {
+    tls_->shutdown();
+    write_tls_out();
+  }
   ::shutdown(fd_, SHUT_WR);
   phase_ = Phase::kLinger;
   deadline_ms_ = w_.now_ms() + kLingerMs;

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "server/http/exchange.h"
+#include "tls/tls_transport.h"
 
 namespace edge {
 
@@ -45,6 +46,13 @@ class Connection {
   static const llhttp_settings_t& settings();
 
   void on_readable();
+  void on_tls_readable();
+  bool make_room();        // room at the end of the read buffer; false when there is none
+  void note_input();       // request bytes arrived: start the head's clock
+  bool refill_from_tls();  // decrypted bytes into the read buffer; true when some came
+  bool output_pending() const;
+  bool flush_tls();
+  bool write_tls_out();  // best effort, for alerts and close_notify
   void on_writable();
   void process();
   // Scans the request head for its end and for line-ending errors; returns the head length,
@@ -93,6 +101,8 @@ class Connection {
   bool message_done_ = false;
   bool closing_ = false;  // close after the queued output
   bool close_when_idle_ = false;
+  bool peer_closed_ = false;  // TLS close_notify received
+  std::unique_ptr<tls::TlsTransport> tls_;
   bool head_started_ = false;  // some bytes of a request head arrived
   bool expect_continue_ = false;
   std::uint64_t body_seen_ = 0;

@@ -121,7 +121,8 @@ int main(int argc, char** argv) {
   }
   for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
     const auto& l = cfg->listeners[i];
-    spdlog::info("listening on http://{}:{}", l.ipv6 ? "[" + l.host + "]" : l.host, ports[i]);
+    spdlog::info("listening on {}://{}:{}", l.tls ? "https" : "http",
+                 l.ipv6 ? "[" + l.host + "]" : l.host, ports[i]);
   }
   spdlog::info("edge {} started: {} worker(s), config {}", EDGE_VERSION, cfg->server.workers,
                cfg->path);

@@ -43,6 +43,12 @@ class Worker : public http::Scheduler {
   std::unique_ptr<char[]> take_buffer();
   void give_buffer(std::unique_ptr<char[]> b);
   static constexpr std::size_t kBufferSize = 16 * 1024;
+  static constexpr std::size_t kScratchSize = 64 * 1024;
+  // File bytes on their way into TLS records (used synchronously, one connection at a time).
+  char* io_scratch() {
+    if (!scratch_) scratch_.reset(new char[kScratchSize]);
+    return scratch_.get();
+  }
 
   std::unique_ptr<http::Exchange> take_exchange();
   void give_exchange(std::unique_ptr<http::Exchange> ex);
@@ -79,6 +85,7 @@ class Worker : public http::Scheduler {
   std::size_t conn_count_ = 0;
   std::vector<std::unique_ptr<char[]>> buffers_;
   std::vector<std::unique_ptr<http::Exchange>> exchanges_;
+  std::unique_ptr<char[]> scratch_;
   std::uint64_t id_seed_ = 0;
   std::uint64_t id_counter_ = 0;
   bool stopping_ = false;
