@@ -257,7 +257,8 @@ class Loader {
     if (auto* v = t.get("session_cache_size"))
       o.session_cache_size = size(*v, "session_cache_size");
     try {
-      l.tls = tls::TlsContext::create(o);
+      l.tls = std::make_shared<ListenConfig::TlsSlot>();
+      l.tls->ctx.store(tls::TlsContext::create(o));
     } catch (const tls::TlsError& e) {
       fail(n, e.what());
     }
@@ -774,6 +775,22 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   return cfg;
 }
 
+std::vector<std::string> reload_certificates(const Config& cfg) {
+  std::vector<std::string> problems;
+  for (const ListenConfig& l : cfg.listeners) {
+    if (!l.tls) continue;
+    try {
+      auto old = l.tls->ctx.load();
+      l.tls->ctx.store(
+          tls::TlsContext::create(l.tls_options, old.get()));  // ticket keys carry over
+    } catch (const std::exception& e) {
+      problems.push_back(cfg.path + ":" + std::to_string(l.line) + ": " + l.address + ": " +
+                         e.what() + " (the previous certificates keep serving)");
+    }
+  }
+  return problems;
+}
+
 std::string Config::describe() const {
   std::ostringstream o;
   o << "config " << path << " is valid\n";
@@ -783,7 +800,7 @@ std::string Config::describe() const {
       << ":" << l.port;
     if (l.https_redirect) o << " (redirects to https, port " << l.https_port << ")";
     o << "\n";
-    if (l.tls) o << l.tls->describe();
+    if (l.tls) o << l.tls->ctx.load()->describe();
   }
   for (const auto& r : routes.routes()) {
     o << "route (line " << r.line << ") " << r.describe();

@@ -1,6 +1,7 @@
 // The configuration snapshot: loaded from one TOML file, validated whole, immutable once built.
 // Errors are reported as "file:line: what is wrong" and change nothing.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -23,7 +24,13 @@ struct ListenConfig {
   int port = 0;
   bool ipv6 = false;
   int line = 0;
-  std::shared_ptr<const tls::TlsContext> tls;  // null: plain HTTP
+  // The TLS context new connections use (null: plain HTTP). Certificates reload on SIGHUP into
+  // this slot while the rest of the snapshot stays as it is; connections keep the context they
+  // started with.
+  struct TlsSlot {
+    std::atomic<std::shared_ptr<const tls::TlsContext>> ctx;
+  };
+  std::shared_ptr<TlsSlot> tls;
   tls::TlsOptions tls_options;
   bool https_redirect = false;  // answer every request (but /health) with a redirect to https://
   int https_port = 443;
@@ -59,6 +66,10 @@ struct Config {
   // Human-readable summary of listeners and routes (for --check).
   std::string describe() const;
 };
+
+// Re-reads the certificates of every TLS listener; a listener whose files fail keeps its old
+// context. Returns one line per problem (empty: all reloaded).
+std::vector<std::string> reload_certificates(const Config& cfg);
 
 // Loads and validates a config file; throws ConfigError("file:line: problem").
 std::shared_ptr<const Config> load_config(const std::string& path,

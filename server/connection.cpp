@@ -91,8 +91,8 @@ const llhttp_settings_t& Connection::settings() {
 }
 
 void Connection::start() {
-  if (const auto& ctx = w_.config()->listeners[listener_].tls)
-    tls_ = std::make_unique<tls::TlsTransport>(ctx);
+  if (const auto& slot = w_.config()->listeners[listener_].tls)
+    tls_ = std::make_unique<tls::TlsTransport>(slot->ctx.load());
   uv_poll_init(w_.loop(), &poll_, fd_);
   poll_.data = this;
   w_.link(this);

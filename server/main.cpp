@@ -30,6 +30,7 @@ constexpr const char* kUsage =
     "Signals: SIGTERM/SIGINT stop gracefully (in-flight requests finish within grace_period).\n";
 
 struct Runtime {
+  std::shared_ptr<const edge::Config> config;
   std::vector<std::unique_ptr<edge::Worker>> workers;
   bool stopping = false;
 };
@@ -90,6 +91,7 @@ int main(int argc, char** argv) {
   ::signal(SIGPIPE, SIG_IGN);
 
   Runtime rt;
+  rt.config = cfg;
   // Signals are caught before anything is announced, so a SIGTERM at any moment stops gracefully.
   uv_loop_t* loop = uv_default_loop();
   loop->data = &rt;
@@ -109,9 +111,13 @@ int main(int argc, char** argv) {
   uv_signal_init(loop, &sighup);
   uv_signal_start(
       &sighup,
-      [](uv_signal_t*, int) {
-        spdlog::warn(
-            "SIGHUP: configuration reload is not built yet; keeping the running configuration");
+      [](uv_signal_t* s, int) {
+        // Certificates and keys reload in place; the rest of the configuration reload comes with
+        // the operations issue.
+        auto* r = static_cast<Runtime*>(s->loop->data);
+        auto problems = edge::reload_certificates(*r->config);
+        for (const auto& p : problems) spdlog::error("SIGHUP: {}", p);
+        if (problems.empty()) spdlog::info("SIGHUP: certificates reloaded");
       },
       SIGHUP);
   for (unsigned w = 0; w < cfg->server.workers; ++w) {
