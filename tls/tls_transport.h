@@ -38,7 +38,8 @@ class TlsTransport {
   // In every case send pending_out(): the handshake, tickets and alerts are queued there.
   Result feed(const char* data, std::size_t len);
 
-  // Decrypted bytes available now; returns the number copied (0 = none).
+  // Decrypted bytes available now; returns the number copied (0 = none). They accumulate until
+  // read, so a caller that cannot take more stops reading the socket (backpressure).
   std::size_t read_plain(char* out, std::size_t cap);
   // The same without the copy: look at the decrypted bytes, then consume what was parsed. The
   // view is valid until the next feed() or consume_plain().
