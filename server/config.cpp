@@ -185,6 +185,7 @@ class Loader {
         {"cert", "key", "names", "ocsp", "certs", "self_signed", "min_version", "ciphers",
          "ciphersuites", "groups", "session_timeout", "ticket_key_lifetime", "session_cache_size"});
     tls::TlsOptions& o = l.tls_options;
+    l.tls_line = line_of(n);
     auto cert_from = [&](const toml::table& c, int line) {
       tls::CertConfig cc;
       auto* cf = c.get("cert");
@@ -784,7 +785,7 @@ std::vector<std::string> reload_certificates(const Config& cfg) {
       l.tls->ctx.store(
           tls::TlsContext::create(l.tls_options, old.get()));  // ticket keys carry over
     } catch (const std::exception& e) {
-      problems.push_back(cfg.path + ":" + std::to_string(l.line) + ": " + l.address + ": " +
+      problems.push_back(cfg.path + ":" + std::to_string(l.tls_line) + ": " + l.address + ": " +
                          e.what() + " (the previous certificates keep serving)");
     }
   }

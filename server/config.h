@@ -32,6 +32,7 @@ struct ListenConfig {
   };
   std::shared_ptr<TlsSlot> tls;
   tls::TlsOptions tls_options;
+  int tls_line = 0;
   bool https_redirect = false;  // answer every request (but /health) with a redirect to https://
   int https_port = 443;
 };

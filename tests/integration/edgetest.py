@@ -231,7 +231,7 @@ def make_config(site, access_log, server=None, listen=None, routes=None, log=Non
 # ---------------------------------------------------------------------------------------------
 # The server process
 
-LISTEN_RE = re.compile(r"listening on http://(\[[0-9a-fA-F:.]+\]|[0-9.]+|[A-Za-z0-9.-]+):(\d+)")
+LISTEN_RE = re.compile(r"listening on https?://(\[[0-9a-fA-F:.]+\]|[0-9.]+|[A-Za-z0-9.-]+):(\d+)")
 
 
 class EdgeError(Exception):
