@@ -6,16 +6,27 @@
 # ../shared/anchors/run.sh against each one (wrk pinned to the load CPU, srv_cpu from the
 # server's own user+sys time), RUNS times, interleaved. Prints a markdown table at the end.
 #
-#   bench/run.sh                 full benchmark (RUNS=3: 3 × 5 cases × 2 servers × ~9 s)
+#   bench/run.sh                 full benchmark (RUNS=3: 3 × 9 cases × 2 servers × ~10 s)
 #   SERVERS=nginx bench/run.sh   nginx half only (no edge binary needed)
-#   PROBE_ONLY=1 bench/run.sh    start, probe every case (status/size/headers), stop
+#   PROBE_ONLY=1 bench/run.sh    start, probe every case (status/size/encoding/headers), stop
+#
+# Compression cases (the 150 KB JS):
+#   js_br, js_gz          the site WITH .br/.gz/.zst siblings: edge (its default compression, serving
+#                         the siblings) vs nginx brotli_static + gzip_static (port EDGE_PORT / NGINX_PORT)
+#   js_br_mem, js_gz_mem  a copy of the site WITHOUT siblings (BENCH_VAR/site-nosib): a second edge
+#                         (EDGE_NOSIB_PORT) serving the variants it compressed itself, kept in memory, vs
+#                         a second nginx server block (NGINX_NOSIB_PORT, same nginx process) with on-the-fly
+#                         gzip level 6. Debian's nginx cannot brotli on the fly: js_br_mem is edge only.
 #
 # Environment (all optional):
 #   EDGE_BIN=build/edge   edge binary (relative to the repo root, or absolute)
 #   SERVERS="edge nginx"  which servers to run
-#   CASES="small index spa js_id img"   (any case of ../shared/anchors/run.sh without TLS/api)
+#   CASES="small index spa js_id img js_br js_gz js_br_mem js_gz_mem"
+#                         (any case of ../shared/anchors/run.sh without TLS/api, plus js_br_mem js_gz_mem)
 #   RUNS=3  DUR=6  WARMUP=1  CONN=64      per-case wrk: WARMUP s unmeasured, then DUR s measured
 #   EDGE_PORT=8180  NGINX_PORT=8181       127.0.0.1 only
+#   EDGE_NOSIB_PORT=8182 NGINX_NOSIB_PORT=8183   the no-sibling site (js_*_mem cases)
+#   VARIANT_WAIT=30                       max seconds to wait for edge's own br/gzip variants before probing
 #   SERVER_CPU=0  LOADGEN_CPU=1           taskset CPUs: servers / wrk
 #   BENCH_VAR=bench/var                   runtime files: site/ rendered/ run/ log/ results/
 #   NGINX_OPEN_FILE_CACHE=1               0 = exactly the anchors' nginx (no open_file_cache)
@@ -37,12 +48,15 @@ ANCH=$(cd "$REPO/../shared/anchors" 2>/dev/null && pwd) || {
 VAR=${BENCH_VAR:-$BENCH/var}
 mkdir -p "$VAR" && VAR=$(cd "$VAR" && pwd)
 SITE=$VAR/site
+SITE_NOSIB=$VAR/site-nosib   # copy of SITE without the .br/.gz/.zst siblings (js_*_mem cases)
 R=$VAR/rendered
 
 SERVERS=${SERVERS:-edge nginx}
-CASES=${CASES:-small index spa js_id img}
+CASES=${CASES:-small index spa js_id img js_br js_gz js_br_mem js_gz_mem}
 RUNS=${RUNS:-3}; DUR=${DUR:-6}; WARMUP=${WARMUP:-1}; CONN=${CONN:-64}
 EDGE_PORT=${EDGE_PORT:-8180}; NGINX_PORT=${NGINX_PORT:-8181}
+EDGE_NOSIB_PORT=${EDGE_NOSIB_PORT:-8182}; NGINX_NOSIB_PORT=${NGINX_NOSIB_PORT:-8183}
+VARIANT_WAIT=${VARIANT_WAIT:-30}
 SERVER_CPU=${SERVER_CPU:-0}; LOADGEN_CPU=${LOADGEN_CPU-1}
 NGINX_OPEN_FILE_CACHE=${NGINX_OPEN_FILE_CACHE:-1}
 EDGE_LOG_LEVEL=${EDGE_LOG_LEVEL:-warn}
@@ -57,6 +71,21 @@ NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 say() { echo "bench: $*" >&2; }
 die() { say "$*"; exit 2; }
 has() { case " $SERVERS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+has_case() { case " $CASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# js_*_mem cases run against the no-sibling site (second edge instance, second nginx server block).
+is_mem_case() { case $1 in *_mem) return 0 ;; *) return 1 ;; esac; }
+any_mem_case() { local c; for c in $CASES; do is_mem_case "$c" && return 0; done; return 1; }
+anchor_case() { echo "${1%_mem}"; }   # the case name ../shared/anchors/run.sh knows (js_br_mem -> js_br)
+# nginx has no on-the-fly brotli in Debian 12 (libnginx-mod-http-brotli-static is the static half only)
+skipped() { [ "$1" = nginx ] && [ "$2" = js_br_mem ]; }
+brotli_mod() { # path of Debian's brotli_static nginx module, or nothing
+  local f
+  for f in /usr/lib/nginx/modules/ngx_http_brotli_static_module.so /usr/share/nginx/modules/ngx_http_brotli_static_module.so \
+           $(dpkg -L libnginx-mod-http-brotli-static 2>/dev/null | grep 'ngx_http_brotli_static_module\.so$'); do
+    [ -f "$f" ] && { echo "$f"; return 0; }
+  done
+  return 0
+}
 
 # ---------------------------------------------------------------- preconditions
 for s in $SERVERS; do case $s in edge|nginx) ;; *) die "unknown server '$s' in SERVERS (edge, nginx)";; esac; done
@@ -69,6 +98,7 @@ case $SERVER_CPU in ''|*[!0-9]*) die "SERVER_CPU must be a CPU number";; esac
 # Tools. Debian package names; installing is allowed but must not leave a system nginx running.
 need_pkgs=()
 has nginx && [ ! -x "$NGINX_BIN" ] && need_pkgs+=(nginx)
+has nginx && has_case js_br && [ -z "$(brotli_mod)" ] && need_pkgs+=(libnginx-mod-http-brotli-static)   # brotli_static
 command -v wrk >/dev/null || need_pkgs+=(wrk)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v brotli >/dev/null || need_pkgs+=(brotli)     # make-site.sh writes .br siblings
@@ -94,7 +124,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     fi
   fi
 fi
-for t in wrk curl brotli taskset python3; do command -v $t >/dev/null || die "$t still missing"; done
+for t in wrk curl brotli gzip taskset python3; do command -v $t >/dev/null || die "$t still missing"; done
+BROTLI_MOD=$(brotli_mod)
+has nginx && has_case js_br && [ -z "$BROTLI_MOD" ] &&
+  say "warning: nginx brotli_static module not found (libnginx-mod-http-brotli-static); nginx js_br will be served without brotli"
 
 # ---------------------------------------------------------------- helpers
 descendants() { local p=$1; echo "$p"; for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do descendants "$c"; done; }
@@ -147,7 +180,21 @@ wait_quiet() { # wait (up to QUIET_WAIT s) until other processes use at most QUI
 
 # ---------------------------------------------------------------- server lifecycle
 declare -A PID PORT
-PORT[edge]=$EDGE_PORT; PORT[nginx]=$NGINX_PORT
+PORT[edge]=$EDGE_PORT; PORT[nginx]=$NGINX_PORT; PORT[edge_nosib]=$EDGE_NOSIB_PORT
+# Processes started here: the servers, plus a second edge (edge_nosib, the no-sibling site) when a
+# js_*_mem case is asked for. nginx serves both sites from one process (two server blocks).
+INSTANCES=""
+for s in $SERVERS; do
+  INSTANCES="$INSTANCES $s"
+  [ "$s" = edge ] && any_mem_case && INSTANCES="$INSTANCES edge_nosib"
+done
+inst_of() { # inst_of SERVER CASE -> the process instance that serves this case
+  if [ "$1" = edge ] && is_mem_case "$2"; then echo edge_nosib; else echo "$1"; fi
+}
+port_of() { # port_of SERVER CASE
+  if is_mem_case "$2"; then [ "$1" = edge ] && echo "$EDGE_NOSIB_PORT" || echo "$NGINX_NOSIB_PORT"
+  else echo "${PORT[$1]}"; fi
+}
 mkdir -p "$VAR/run" "$VAR/log" "$R" "$VAR/nginx-tmp" "$VAR/results"
 
 stop_server() { # stop_server NAME — TERM the recorded PID, then KILL what is left of its tree
@@ -170,7 +217,7 @@ stop_server() { # stop_server NAME — TERM the recorded PID, then KILL what is 
 SAMPLER=""
 cleanup() {
   [ -n "$SAMPLER" ] && kill "$SAMPLER" 2>/dev/null
-  for s in $SERVERS; do stop_server "$s"; done
+  for s in $INSTANCES; do stop_server "$s"; done
 }
 
 start_server() { # start_server NAME CMD... — foreground process pinned to SERVER_CPU; $! is its PID
@@ -194,6 +241,21 @@ if [ ! -f "$SITE/index.html" ] || [ ! -f "$SITE/assets/hero-Bx8nR2Tq.jpg" ] || [
   say "generating the site in $SITE"
   "$ANCH/make-site.sh" "$SITE" >"$VAR/log/make-site.out" 2>&1 || { cat "$VAR/log/make-site.out" >&2; die "make-site.sh failed"; }
 fi
+JS=assets/index-Cq7Lx2Vd.js
+for e in br gz; do [ -f "$SITE/$JS.$e" ] || say "warning: $SITE/$JS.$e is missing (make-site.sh writes it with brotli/gzip)"; done
+# The no-sibling copy (js_*_mem): same files and mtimes, every .br/.gz/.zst deleted. Remade when it
+# is missing, still has a sibling, or its JS differs from the site's.
+nosib_ok() {
+  [ -f "$SITE_NOSIB/index.html" ] && cmp -s "$SITE/$JS" "$SITE_NOSIB/$JS" &&
+    [ -z "$(find "$SITE_NOSIB" -type f \( -name '*.br' -o -name '*.gz' -o -name '*.zst' \) | head -1)" ]
+}
+if ! nosib_ok; then
+  say "copying the site without precompressed siblings to $SITE_NOSIB"
+  rm -rf "$SITE_NOSIB.tmp" && cp -a "$SITE" "$SITE_NOSIB.tmp" &&
+    find "$SITE_NOSIB.tmp" -type f \( -name '*.br' -o -name '*.gz' -o -name '*.zst' \) -delete &&
+    rm -rf "$SITE_NOSIB" && mv "$SITE_NOSIB.tmp" "$SITE_NOSIB" || die "could not make $SITE_NOSIB"
+  nosib_ok || die "$SITE_NOSIB is not a sibling-free copy of $SITE"
+fi
 
 # The 6 security headers of the anchors, as one TOML inline table (edge) and as the nginx include.
 cmp -s "$BENCH/conf/nginx-sec-headers.inc" "$ANCH/conf/nginx-sec-headers.inc" ||
@@ -210,18 +272,31 @@ else
   OFC="    # open_file_cache off (NGINX_OPEN_FILE_CACHE=0, as in the anchors)"
 fi
 esc() { printf '%s' "$1" | sed -e 's/[\\&#]/\\&/g'; }   # for sed replacement text
-sed -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$EDGE_PORT#g" \
-    -e "s#__HEADERS__#$(esc "$EDGE_HEADERS")#g" "$BENCH/conf/edge.toml.in" > "$R/edge.toml"
+if [ -n "$BROTLI_MOD" ]; then
+  LOADMOD="load_module $BROTLI_MOD;"; BROTLI="    brotli_static on;"
+else
+  LOADMOD="# brotli_static module not installed (libnginx-mod-http-brotli-static)"; BROTLI="    # brotli_static: module missing"
+fi
+render_edge() { # render_edge OUT PORT ROOT
+  sed -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$2#g" -e "s#__ROOT__#$(esc "$3")#g" \
+      -e "s#__HEADERS__#$(esc "$EDGE_HEADERS")#g" "$BENCH/conf/edge.toml.in" > "$1"
+}
+render_edge "$R/edge.toml" "$EDGE_PORT" ../site
+render_edge "$R/edge-nosib.toml" "$EDGE_NOSIB_PORT" ../site-nosib
 sed -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" \
-    -e "s#__PORT__#$NGINX_PORT#g" -e "s#__CPUMASK__#$cpumask#g" -e "s#__OPEN_FILE_CACHE__#$(esc "$OFC")#g" \
-    "$BENCH/conf/nginx.conf.in" > "$R/nginx.conf"
+    -e "s#__PORT__#$NGINX_PORT#g" -e "s#__NOSIB_PORT__#$NGINX_NOSIB_PORT#g" -e "s#__CPUMASK__#$cpumask#g" \
+    -e "s#__OPEN_FILE_CACHE__#$(esc "$OFC")#g" -e "s#__LOAD_MODULES__#$(esc "$LOADMOD")#g" \
+    -e "s#__BROTLI_STATIC__#$(esc "$BROTLI")#g" "$BENCH/conf/nginx.conf.in" > "$R/nginx.conf"
 for f in nginx-site.inc nginx-sec-headers.inc; do
   sed -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" "$BENCH/conf/$f" > "$R/$f"
 done
+sed -e "s#__SITE__#$(esc "$SITE_NOSIB")#g" -e "s#__CONF__#$(esc "$R")#g" "$BENCH/conf/nginx-site.inc" > "$R/nginx-site-nosib.inc"
 
 if has edge; then
-  "$EDGE_BIN" --check --config "$R/edge.toml" >"$VAR/log/edge.check" 2>&1 ||
-    { cat "$VAR/log/edge.check" >&2; die "edge --check rejected $R/edge.toml"; }
+  for f in edge edge-nosib; do
+    "$EDGE_BIN" --check --config "$R/$f.toml" >"$VAR/log/$f.check" 2>&1 ||
+      { cat "$VAR/log/$f.check" >&2; die "edge --check rejected $R/$f.toml"; }
+  done
 fi
 if has nginx; then
   "$NGINX_BIN" -t -q -p "$VAR" -e "$VAR/log/nginx.error.log" -c "$R/nginx.conf" 2>"$VAR/log/nginx.check" ||
@@ -233,62 +308,122 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 wait_no_build
 if has edge; then start_server edge "$EDGE_BIN" --config "$R/edge.toml" || exit 1; fi
-if has nginx; then start_server nginx "$NGINX_BIN" -p "$VAR" -e "$VAR/log/nginx.error.log" -c "$R/nginx.conf" || exit 1; fi
-label_of() { [ "$1" = edge ] && echo "$EDGE_LABEL" || echo "$NGINX_LABEL"; }
+case " $INSTANCES " in *" edge_nosib "*)
+  start_server edge_nosib "$EDGE_BIN" --config "$R/edge-nosib.toml" || exit 1 ;; esac
+if has nginx; then
+  start_server nginx "$NGINX_BIN" -p "$VAR" -e "$VAR/log/nginx.error.log" -c "$R/nginx.conf" || exit 1
+  if any_mem_case; then
+    for _ in $(seq 1 50); do port_open "$NGINX_NOSIB_PORT" && break; sleep 0.1; done
+    port_open "$NGINX_NOSIB_PORT" || die "nginx does not listen on $NGINX_NOSIB_PORT (no-sibling site); see $VAR/log/nginx.error.log"
+    say "nginx also serves the no-sibling site on http://127.0.0.1:$NGINX_NOSIB_PORT (on-the-fly gzip)"
+  fi
+fi
+label_of() { # RESULT/PROBE label of a server; MEM label of an instance
+  case $1 in edge) echo "$EDGE_LABEL" ;; edge_nosib) echo "$EDGE_LABEL-nosib" ;; *) echo "$NGINX_LABEL" ;; esac
+}
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 RAW=$VAR/results/raw-$STAMP.txt
 {
   echo "# bench/run.sh $STAMP UTC  host=$(hostname) cpus=$(nproc) kernel=$(uname -r)"
   echo "# git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo -) servers=[$SERVERS] cases=[$CASES] RUNS=$RUNS DUR=$DUR WARMUP=$WARMUP CONN=$CONN server_cpu=$SERVER_CPU loadgen_cpu=$LOADGEN_CPU open_file_cache=$NGINX_OPEN_FILE_CACHE"
-  has edge && echo "# edge: $EDGE_BIN ($("$EDGE_BIN" --version 2>&1 | head -1))"
-  has nginx && echo "# nginx: $("$NGINX_BIN" -v 2>&1 | head -1)"
+  has edge && echo "# edge: $EDGE_BIN ($("$EDGE_BIN" --version 2>&1 | head -1), built $(date -u -r "$EDGE_BIN" '+%Y-%m-%d %H:%M UTC'))"
+  has nginx && echo "# nginx: $("$NGINX_BIN" -v 2>&1 | head -1)${BROTLI_MOD:+ + $(dpkg-query -W -f '${Package} ${Version}' libnginx-mod-http-brotli-static 2>/dev/null)}"
   echo "# loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$RAW"
 
 sleep 1
-for s in $SERVERS; do echo "MEMIDLE label=$(label_of "$s") pid=${PID[$s]} $(mem_tree "${PID[$s]}")" | tee -a "$RAW"; done
+for s in $INSTANCES; do echo "MEMIDLE label=$(label_of "$s") pid=${PID[$s]} $(mem_tree "${PID[$s]}")" | tee -a "$RAW"; done
 
-# ---------------------------------------------------------------- probe (status, size, headers)
+# ---------------------------------------------------------------- probe (status, size, encoding, headers)
 case_path() {
   case $1 in
     small) echo /assets/small-D1kP3xWa.svg ;; index) echo /index.html ;; root) echo / ;;
-    spa) echo /readings/123 ;; js_id|js_br|js_gz) echo /assets/index-Cq7Lx2Vd.js ;;
+    spa) echo /readings/123 ;; js_id|js_br|js_gz|js_br_mem|js_gz_mem) echo "/$JS" ;;
     css_br) echo /assets/index-B4mZ9kQe.css ;; img) echo /assets/hero-Bx8nR2Tq.jpg ;;
     *) echo "" ;;
   esac
 }
-case_want() { # expected "SIZE CACHE-CONTROL" for a case (sizes from make-site.sh)
+case_want() { # case_want CASE -> sets WSIZE (empty = any), WENC (Accept-Encoding sent and
+              # Content-Encoding wanted; - = none), WCC (Cache-Control), WFILE (file the body decodes to)
+  local imm="public, max-age=31536000, immutable"
+  WSIZE=""; WENC=-; WCC=$imm; WFILE=""
   case $1 in
-    small) echo "1024 public, max-age=31536000, immutable" ;;
-    index|spa|root) echo "1000 no-cache" ;;
-    js_id) echo "$(stat -c %s "$SITE/assets/index-Cq7Lx2Vd.js") public, max-age=31536000, immutable" ;;
-    img) echo "1048576 public, max-age=31536000, immutable" ;;
-    *) echo "" ;;
+    small) WSIZE=1024 ;;
+    index|spa|root) WSIZE=1000; WCC="no-cache" ;;
+    js_id) WSIZE=$(stat -c %s "$SITE/$JS") ;;
+    img) WSIZE=1048576 ;;
+    js_br) WSIZE=$(stat -c %s "$SITE/$JS.br"); WENC=br; WFILE=$SITE/$JS ;;      # the sibling, 53,100 B
+    js_gz) WSIZE=$(stat -c %s "$SITE/$JS.gz"); WENC=gzip; WFILE=$SITE/$JS ;;    # the sibling, 58,169 B
+    js_br_mem) WENC=br; WFILE=$SITE/$JS ;;       # the server's own compression: any size that decodes right
+    js_gz_mem) WENC=gzip; WFILE=$SITE/$JS ;;
+    css_br) WSIZE=$(stat -c %s "$SITE/assets/index-B4mZ9kQe.css.br"); WENC=br; WFILE=$SITE/assets/index-B4mZ9kQe.css ;;
+    *) WCC="" ;;
   esac
 }
+hdr_val() { tr -d '\r' < "$1" | awk -v n="$2" -F': *' 'tolower($1)==n{sub(/^[^:]*: */,""); print}' | paste -sd'|'; }
+decode() { case $1 in br) brotli -d -c ;; gzip) gzip -d -c ;; *) cat ;; esac; }
+
+# Edge compresses a file without siblings once, in the background; until then it answers with the
+# identity. Ask for each coding until the variant is there, so the measurement sees the hit path.
+warm_variants() {
+  local enc c n t0 got
+  for c in js_br_mem js_gz_mem; do
+    has_case "$c" || continue
+    case $c in js_br_mem) enc=br ;; js_gz_mem) enc=gzip ;; esac
+    t0=$(date +%s.%N); n=0; got=""
+    while :; do
+      n=$((n + 1))
+      got=$(curl -s --http1.1 --max-time 10 -o /dev/null -D - -H "Accept-Encoding: $enc" \
+            "http://127.0.0.1:$EDGE_NOSIB_PORT/$JS" | tr -d '\r' | awk -F': *' 'tolower($1)=="content-encoding"{print $2}')
+      [ "$got" = "$enc" ] && break
+      awk -v a="$t0" -v b="$(date +%s.%N)" -v m="$VARIANT_WAIT" 'BEGIN{exit !(b-a > m)}' && break
+      sleep 0.1
+    done
+    local secs; secs=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
+    echo "VARIANT label=$(label_of edge_nosib) enc=$enc requests=$n seconds=$secs ready=$([ "$got" = "$enc" ] && echo yes || echo "no(got_${got:-identity})")" | tee -a "$RAW"
+    [ "$got" = "$enc" ] || say "edge (no siblings) still answers $enc requests with '${got:-identity}' after ${secs}s"
+  done
+}
+
 BAD=0
 probe_case() { # probe_case SERVER CASE -> PROBE line; sets BAD=1 on a mismatch
-  local s=$1 c=$2 path want wsize wcc out status size hbytes h cc problems=() n
+  local s=$1 c=$2 path out status size hbytes h b cc enc vary problems=() n port
   path=$(case_path "$c"); [ -n "$path" ] || { say "case $c is not a static case of this bench"; return; }
-  want=$(case_want "$c"); wsize=${want%% *}; wcc=${want#* }
-  h=$VAR/log/probe-$s-$c.headers
-  out=$(curl -s --http1.1 --max-time 10 -o /dev/null -D "$h" -w '%{http_code} %{size_download} %{size_header}' \
-        "http://127.0.0.1:${PORT[$s]}$path") || problems+=("curl failed")
+  case_want "$c"; port=$(port_of "$s" "$c")
+  h=$VAR/log/probe-$s-$c.headers; b=$VAR/log/probe-$s-$c.body
+  local ae=(); [ "$WENC" != - ] && ae=(-H "Accept-Encoding: $WENC")
+  out=$(curl -s --http1.1 --max-time 10 -o "$b" -D "$h" "${ae[@]}" -w '%{http_code} %{size_download} %{size_header}' \
+        "http://127.0.0.1:$port$path") || problems+=("curl failed")
   read -r status size hbytes <<<"$out"
   [ "$status" = 200 ] || problems+=("status $status (want 200)")
-  [ -z "$wsize" ] || [ "$size" = "$wsize" ] || problems+=("size $size (want $wsize)")
-  cc=$(tr -d '\r' < "$h" | awk -F': *' 'tolower($1)=="cache-control"{sub(/^[^:]*: */,""); print}' | paste -sd'|')
-  [ -z "$wcc" ] || [ "$cc" = "$wcc" ] || problems+=("Cache-Control '$cc' (want '$wcc')")
+  [ -z "$WSIZE" ] || [ "$size" = "$WSIZE" ] || problems+=("size $size (want $WSIZE)")
+  enc=$(hdr_val "$h" content-encoding); enc=${enc:--}
+  [ "$enc" = "$WENC" ] || problems+=("Content-Encoding '$enc' (want '$WENC')")
+  if [ -n "$WFILE" ] && [ "$enc" = "$WENC" ] && ! decode "$enc" < "$b" 2>/dev/null | cmp -s - "$WFILE"; then
+    problems+=("body does not decode to $(basename "$WFILE")")
+  fi
+  vary=$(hdr_val "$h" vary); vary=${vary:--}
+  cc=$(hdr_val "$h" cache-control)
+  [ -z "$WCC" ] || [ "$cc" = "$WCC" ] || problems+=("Cache-Control '$cc' (want '$WCC')")
   n=0
   for name in $SEC_NAMES; do
-    if tr -d '\r' < "$h" | grep -qi "^$name:"; then n=$((n + 1)); else problems+=("missing $name"); fi
+    if tr -d '\r' < "$h" | grep -qi "^$name:"; then n=$((n + 1))
+    # RFC 6797 7.2: HSTS must not be sent over plain http (edge omits it there since its TLS work;
+    # the anchors' nginx config sends it anyway). Every URL here is http, so it is not required.
+    elif [ "${name,,}" != strict-transport-security ]; then problems+=("missing $name"); fi
   done
   local verdict=ok; [ ${#problems[@]} -gt 0 ] && { verdict="MISMATCH: $(IFS=';'; echo "${problems[*]}")"; BAD=1; }
-  echo "PROBE label=$(label_of "$s") case=$c path=$path status=$status size=$size hdr_bytes=$hbytes sec_headers=$n/$(echo "$SEC_NAMES" | wc -w) result=${verdict// /_}" | tee -a "$RAW"
-  [ "$verdict" = ok ] || say "$s $c ($path): $verdict — headers in $h"
+  echo "PROBE label=$(label_of "$s") case=$c url=http://127.0.0.1:$port$path ae=${WENC} status=$status enc=$enc size=$size hdr_bytes=$hbytes vary=${vary// /} sec_headers=$n/$(echo "$SEC_NAMES" | wc -w) result=${verdict// /_}" | tee -a "$RAW"
+  [ "$verdict" = ok ] || say "$s $c ($path, Accept-Encoding: $WENC): $verdict — headers in $h, body in $b"
 }
-for s in $SERVERS; do for c in $CASES; do probe_case "$s" "$c"; done; done
+case " $INSTANCES " in *" edge_nosib "*) warm_variants ;; esac
+for s in $SERVERS; do for c in $CASES; do
+  if skipped "$s" "$c"; then
+    echo "SKIP label=$(label_of "$s") case=$c reason=Debian's_nginx_has_no_on-the-fly_brotli" | tee -a "$RAW"; continue
+  fi
+  probe_case "$s" "$c"
+done; done
 if [ $BAD = 1 ] && [ "$STRICT" = 1 ]; then die "probe mismatch (STRICT=1)"; fi
 [ "$PROBE_ONLY" = 1 ] && { say "PROBE_ONLY=1: done ($RAW)"; exit $BAD; }
 
@@ -304,15 +439,19 @@ order_for_run() { # alternate which server goes first, so neither always follows
   if [ $(( $1 % 2 )) = 0 ] && [ ${#list[@]} = 2 ]; then echo "${list[1]} ${list[0]}"; else echo "${list[*]}"; fi
 }
 measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) appended to RAW
-  local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0
+  local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0 inst port ac
+  inst=$(inst_of "$s" "$c"); port=$(port_of "$s" "$c"); ac=$(anchor_case "$c")
   for try in $(seq 0 "$BUILD_RETRIES"); do
     wait_no_build
-    kill -0 "${PID[$s]}" 2>/dev/null || { say "$s (pid ${PID[$s]}) has died; see $VAR/log/$s.out"; tail -5 "$VAR/log/$s.out" >&2; exit 1; }
+    kill -0 "${PID[$inst]}" 2>/dev/null || { say "$inst (pid ${PID[$inst]}) has died; see $VAR/log/$inst.out"; tail -5 "$VAR/log/$inst.out" >&2; exit 1; }
     wait_quiet
     rm -f "$flag"
     ( while :; do build_busy && : > "$flag"; sleep 1; done ) & sampler=$!; SAMPLER=$sampler
     l0=$(cut -d' ' -f1 /proc/loadavg)
-    out=$(CASES="$c" DUR="$DUR" WARMUP="$WARMUP" CONN="$CONN" LOADGEN_CPU="$LOADGEN_CPU"           SERVER_PID="${PID[$s]}" RUN_ID="$run"           timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:${PORT[$s]}" "$(label_of "$s")")
+    # run.sh knows js_br/js_gz; a js_*_mem case is the same request to the no-sibling site's port
+    out=$(CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" CONN="$CONN" LOADGEN_CPU="$LOADGEN_CPU" \
+          SERVER_PID="${PID[$inst]}" RUN_ID="$run" \
+          timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:$port" "$(label_of "$s")" | sed "s/ case=$ac / case=$c /")
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; SAMPLER=""
     [ -n "$out" ] || out="RESULT label=$(label_of "$s") case=$c run=$run rps=0 error=run_sh_failed"
     if [ -e "$flag" ] && [ "$try" -lt "$BUILD_RETRIES" ]; then
@@ -325,11 +464,11 @@ measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) ap
 for run in $(seq 1 "$RUNS"); do
   say "run $run/$RUNS (loadavg $(cut -d' ' -f1-3 /proc/loadavg))"
   for c in $CASES; do
-    for s in $(order_for_run "$run"); do measure "$s" "$c" "$run"; done
+    for s in $(order_for_run "$run"); do skipped "$s" "$c" || measure "$s" "$c" "$run"; done
   done
 done
 
-for s in $SERVERS; do
+for s in $INSTANCES; do
   if kill -0 "${PID[$s]}" 2>/dev/null; then
     echo "MEM label=$(label_of "$s") pid=${PID[$s]} $(mem_tree "${PID[$s]}")" | tee -a "$RAW"
   else

@@ -7,7 +7,9 @@ Per case, medians over runs of:
   p99 ms     = wrk's 99th percentile latency
   srv CPU    = the server process tree's CPU use during the measured run, % of one core
   others' load before = % of all CPUs busy during the 1 s before the measurement (servers idle)
-Reads RESULT / PROBE / MEMIDLE / MEM lines (the format of ../shared/anchors/run.sh + bench/run.sh).
+Reads RESULT / PROBE / SKIP / VARIANT / MEMIDLE / MEM lines (../shared/anchors/run.sh + bench/run.sh).
+After the table, for the compression cases: the issue's goal (<= 25 µs/req each) and edge's
+in-memory / precompressed ratio (js_br_mem µs / js_br µs, goal <= 1.10).
 """
 import argparse, re, statistics
 from collections import OrderedDict
@@ -20,7 +22,7 @@ a = ap.parse_args()
 E, N = a.edge, a.nginx
 
 res = OrderedDict()      # case -> label -> [kv]
-probe, mem, memidle = {}, {}, {}
+probe, mem, memidle, skip, variant = {}, OrderedDict(), OrderedDict(), {}, []
 for path in a.raw:
     for line in open(path):
         kv = dict(re.findall(r'(\w+)=(\S+)', line))
@@ -28,6 +30,10 @@ for path in a.raw:
             res.setdefault(kv["case"], {}).setdefault(kv["label"], []).append(kv)
         elif line.startswith("PROBE "):
             probe[(kv["label"], kv["case"])] = kv
+        elif line.startswith("SKIP "):
+            skip[(kv["label"], kv["case"])] = kv.get("reason", "skipped").replace("_", " ")
+        elif line.startswith("VARIANT "):
+            variant.append(kv)
         elif line.startswith("MEMIDLE "):
             memidle[kv["label"]] = kv
         elif line.startswith("MEM "):
@@ -70,12 +76,13 @@ def stats(rs):
         errs=sum(int(num(r.get(k, 0)) or 0) for r in rs
                  for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout")),
         overlap=sum(1 for r in rs if r.get("build_overlap") == "1"),
-        check="%s %s" % (rs[0].get("status"), rs[0].get("size")))
+        check=" ".join(str(x) for x in (rs[0].get("status"), rs[0].get("enc"), rs[0].get("size"))
+                       if x not in (None, "-")))
 
 
 def check(label, case, s):
     if s is None:
-        return "–"
+        return skip.get((label, case), "–")
     p = probe.get((label, case))
     c = s["check"]
     if p and p.get("result") != "ok":
@@ -87,24 +94,55 @@ def check(label, case, s):
     return c
 
 
-print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status size) | others' load before, edge / nginx | n |")
+NOTES = {  # what a case measures (printed under the table when present)
+    "js_id": "150 KB JS, no Accept-Encoding (identity)",
+    "js_br": "150 KB JS, Accept-Encoding: br, the .br sibling (edge: its default compression; nginx: brotli_static)",
+    "js_gz": "150 KB JS, Accept-Encoding: gzip, the .gz sibling (edge: default; nginx: gzip_static)",
+    "js_br_mem": "site without siblings, br: edge's own variant kept in memory; nginx: none (no on-the-fly brotli in Debian's nginx)",
+    "js_gz_mem": "site without siblings, gzip: edge's own variant (level 9, once) vs nginx on-the-fly gzip level 6 (every request)",
+}
+
+print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status enc size) | others' load before, edge / nginx | n |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|")
 for case, by in res.items():
     e, n = stats(by.get(E, [])), stats(by.get(N, []))
     g = lambda s, k, spec: fmt(s[k], spec) if s else "–"
     pct = lambda s, k: (fmt(s[k], ".0f") + "%" if s[k] == s[k] else "–") if s else "–"
     span = lambda s: ("**%s** (%s–%s)" % (fmt(s["us"], ".1f"), fmt(s["us_lo"], ".0f"), fmt(s["us_hi"], ".0f"))) if s else "–"
-    ratio = "%.2f" % (e["us"] / n["us"]) if e and n and e["us"] == e["us"] and n["us"] == n["us"] and n["us"] else "–"
+    ratio = "–"
+    if e and n and e["us"] == e["us"] and n["us"] == n["us"] and n["us"]:
+        r = e["us"] / n["us"]
+        ratio = "%.2f" % r if r >= 0.1 else "%.4f" % r
     print("| %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s |" % (
-        case, span(e), span(n), ratio, g(e, "rps", ".0f"), g(n, "rps", ".0f"),
+        case, span(e), "n/a" if n is None and (N, case) in skip else span(n), ratio, g(e, "rps", ".0f"), g(n, "rps", ".0f"),
         g(e, "p99", ".2f"), g(n, "p99", ".2f"), pct(e, "srv"), pct(n, "srv"),
         check(E, case, e), check(N, case, n), pct(e, "pre"), pct(n, "pre"), "/".join(str(s["n"]) if s else "0" for s in (e, n))))
+
+# Compression: the issue's goals.
+ES = {c: stats(by.get(E, [])) for c, by in res.items()}
+comp = [c for c in ("js_br", "js_gz", "js_br_mem", "js_gz_mem") if ES.get(c)]
+if comp:
+    print()
+    for c in [c for c in res if c in NOTES]:
+        print("- `%s`: %s" % (c, NOTES[c]))
+    print()
+    goal = ", ".join("%s %s µs %s" % (c, fmt(ES[c]["us"], ".1f"), "✓" if ES[c]["us"] <= 25 else "✗") for c in comp)
+    print("Goal ≤ 25 µs/req (edge, median): %s." % goal)
+    for m, p in (("js_br_mem", "js_br"), ("js_gz_mem", "js_gz")):
+        if ES.get(m) and ES.get(p) and ES[p]["us"] == ES[p]["us"] and ES[p]["us"]:
+            r = ES[m]["us"] / ES[p]["us"]
+            print("In-memory / precompressed (edge, %s µs / %s µs): %.1f / %.1f = **%.2f** (goal ≤ 1.10 %s)." % (
+                m, p, ES[m]["us"], ES[p]["us"], r, "✓" if r <= 1.10 else "✗"))
+    if variant:
+        print("Edge's own variants before the runs: %s." % "; ".join(
+            "%s ready=%s after %s request(s), %s s" % (v.get("enc"), v.get("ready"), v.get("requests"), v.get("seconds"))
+            for v in variant))
 
 if mem or memidle:
     print()
     print("| server | RSS idle, 1 s after start (KiB) | RSS after the runs (KiB) | PSS after (KiB) | procs | threads |")
     print("|---|---:|---:|---:|---:|---:|")
-    for label in [l for l in (E, N) if l in mem or l in memidle]:
+    for label in list(OrderedDict.fromkeys(list(memidle) + list(mem))):
         i, m = memidle.get(label, {}), mem.get(label, {})
         print("| %s | %s | %s | %s | %s | %s |" % (label, i.get("rss_kb", "–"), m.get("rss_kb", "–"),
               m.get("pss_kb", "–"), m.get("procs", i.get("procs", "–")), m.get("threads", i.get("threads", "–"))))
