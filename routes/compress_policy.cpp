@@ -2,10 +2,42 @@
 // is being looked up for the first time, never on the path of a served variant).
 #include "routes/compress_policy.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "server/http/mime.h"
 #include "server/http/token.h"
 
 namespace edge::routes {
+
+SealedBytes::~SealedBytes() {
+  if (fd >= 0) ::close(fd);
+}
+
+std::shared_ptr<const SealedBytes> SealedBytes::make(std::string_view data) {
+  auto s = std::make_shared<SealedBytes>();
+  s->size = data.size();
+  if (data.empty()) return s;
+  int fd = ::memfd_create("edge-variant", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd >= 0) {
+    std::size_t off = 0;
+    while (off < data.size()) {
+      ssize_t w = ::write(fd, data.data() + off, data.size() - off);
+      if (w <= 0) break;
+      off += static_cast<std::size_t>(w);
+    }
+    // Sealed: nobody can change or truncate the bytes a response is being sent from.
+    if (off == data.size() &&
+        ::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0) {
+      s->fd = fd;
+      return s;
+    }
+    ::close(fd);
+  }
+  s->bytes.assign(data);
+  return s;
+}
 
 http::CodingSet CompressOptions::coding_set() const {
   http::CodingSet s = 0;
@@ -56,7 +88,7 @@ http::Coding choose_stream_coding(const CompressOptions& o, std::string_view acc
                                 o.coding_set());
 }
 
-std::shared_ptr<const std::string> VariantStore::find(const Key& k) {
+std::shared_ptr<const SealedBytes> VariantStore::find(const Key& k) {
   std::lock_guard lock(mu_);
   auto it = map_.find(k);
   if (it == map_.end()) return nullptr;
@@ -70,18 +102,18 @@ bool VariantStore::claim(const Key& k) {
   return pending_.insert(k).second;
 }
 
-void VariantStore::put(const Key& k, std::shared_ptr<const std::string> v) {
+void VariantStore::put(const Key& k, std::shared_ptr<const SealedBytes> v) {
   std::lock_guard lock(mu_);
   pending_.erase(k);
-  if (map_.count(k) || v->size() > max_bytes_) return;
-  while (bytes_ + v->size() > max_bytes_ && !lru_.empty()) {
+  if (map_.count(k) || v->size > max_bytes_) return;
+  while (bytes_ + v->size > max_bytes_ && !lru_.empty()) {
     auto old = map_.find(lru_.back());
-    bytes_ -= old->second.data->size();
+    bytes_ -= old->second.data->size;
     map_.erase(old);
     lru_.pop_back();
   }
   lru_.push_front(k);
-  bytes_ += v->size();
+  bytes_ += v->size;
   map_.emplace(k, Slot{std::move(v), lru_.begin()});
 }
 

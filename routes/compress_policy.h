@@ -55,6 +55,20 @@ struct CompressOptions {
 http::Coding choose_stream_coding(const CompressOptions& o, std::string_view accept_encoding,
                                   int status, const http::HeaderList& response_headers, bool& vary);
 
+// Bytes made once and served many times, kept in a sealed memfd so the codec can sendfile() them
+// like a file on disk (a std::string would be copied into the socket on every request). Falls
+// back to memory when memfd is not available.
+struct SealedBytes {
+  int fd = -1;
+  std::uint64_t size = 0;
+  std::string bytes;  // only when fd < 0
+  SealedBytes() = default;
+  SealedBytes(const SealedBytes&) = delete;
+  SealedBytes& operator=(const SealedBytes&) = delete;
+  ~SealedBytes();
+  static std::shared_ptr<const SealedBytes> make(std::string_view data);
+};
+
 // Compressed variants of static files, shared by all workers, keyed by file identity (device,
 // inode, size, mtime) so a changed file never gets an old variant. Bounded by bytes (LRU).
 class VariantStore {
@@ -67,12 +81,12 @@ class VariantStore {
   };
   explicit VariantStore(std::uint64_t max_bytes) : max_bytes_(max_bytes) {}
 
-  // The variant, an empty string when compression did not pay (serve identity), or nullptr when
-  // not known yet.
-  std::shared_ptr<const std::string> find(const Key& k);
+  // The variant, an empty one (size 0) when compression did not pay (serve identity), or nullptr
+  // when not known yet.
+  std::shared_ptr<const SealedBytes> find(const Key& k);
   // True when the caller should compress this key now (nobody has, nobody is).
   bool claim(const Key& k);
-  void put(const Key& k, std::shared_ptr<const std::string> v);
+  void put(const Key& k, std::shared_ptr<const SealedBytes> v);
   std::uint64_t bytes() const;
 
  private:
@@ -84,7 +98,7 @@ class VariantStore {
     }
   };
   struct Slot {
-    std::shared_ptr<const std::string> data;
+    std::shared_ptr<const SealedBytes> data;
     std::list<Key>::iterator lru;
   };
   mutable std::mutex mu_;

@@ -348,9 +348,9 @@ http::Coding StaticHandler::pick_coding(http::Exchange& ex,
   auto& v = e->variants[static_cast<std::size_t>(c)];
   if (auto found = store_->find(key)) {
     e->unknown &= static_cast<http::CodingSet>(~http::coding_bit(c));
-    if (!found->empty()) {
-      v.mem = std::move(found);
-      v.size = v.mem->size();
+    if (found->size > 0) {
+      v.made = std::move(found);
+      v.size = v.made->size;
       v.etag.assign(e->etag, 0, e->etag.size() - 1)
           .append("-")
           .append(http::coding_name(c))
@@ -378,7 +378,7 @@ http::Coding StaticHandler::pick_coding(http::Exchange& ex,
       std::string out = compress_all(key.coding, data, level);
       if (data.size() != keep->size || out.size() + 32 >= data.size())
         out.clear();  // no gain: identity
-      store->put(key, std::make_shared<const std::string>(std::move(out)));
+      store->put(key, SealedBytes::make(out));
     };
     if (ex.scheduler)
       ex.scheduler->offload(std::move(work));
@@ -422,10 +422,16 @@ void StaticHandler::serve_file(http::Exchange& ex, const std::shared_ptr<FileEnt
     resp.status = 200;
     resp.content_type = e->content_type;
     resp.body = http::Body{};
-    if (v.mem) {
+    if (v.made && v.made->fd < 0) {
       resp.body.kind = http::Body::Kind::kMemory;
-      resp.body.data = *v.mem;
-      resp.body.keep = v.mem;
+      resp.body.data = v.made->bytes;
+      resp.body.keep = v.made;
+    } else if (v.made) {
+      resp.body.kind = http::Body::Kind::kFile;
+      resp.body.fd = v.made->fd;
+      resp.body.offset = 0;
+      resp.body.length = v.made->size;
+      resp.body.keep = v.made;
     } else {
       resp.body.kind = http::Body::Kind::kFile;
       resp.body.fd = v.fd;

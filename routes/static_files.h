@@ -52,7 +52,7 @@ struct FileEntry {
   struct Variant {
     int fd = -1;
     std::uint64_t size = 0;
-    std::shared_ptr<const std::string> mem;
+    std::shared_ptr<const SealedBytes> made;  // compressed by edge, shared by workers
     std::string etag;
   };
   bool compressible = false;

@@ -820,29 +820,37 @@ bool Connection::flush() {
       release_exchange();
     }
   }
-  // A response went out in full: the connection waits for the next request. (Reads alone never
-  // move the deadline: a head dribbled byte by byte still has header_timeout in all.)
-  if (wrote && phase_ == Phase::kHead) {
-    bool partial = start_ < end_;
-    head_started_ = partial;
-    auto t = partial ? sc.header_timeout : sc.keepalive_timeout;
-    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(t.count());
-  }
+  if (wrote && phase_ == Phase::kHead) await_next_request();
   return true;
 }
 
+void Connection::await_next_request() {
+  // A response went out in full: the connection waits for the next request. (Reads alone never
+  // move the deadline: a head dribbled byte by byte still has header_timeout in all.)
+  const ServerConfig& sc = w_.config()->server;
+  bool partial = start_ < end_;
+  head_started_ = partial;
+  auto t = partial ? sc.header_timeout : sc.keepalive_timeout;
+  deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(t.count());
+}
+
+ssize_t Connection::send_ciphertext() {
+  std::string_view chunks[16];
+  iovec iov[16];
+  std::size_t k = tls_->out_chunks(chunks, 16);
+  for (std::size_t i = 0; i < k; ++i)
+    iov[i] = {const_cast<char*>(chunks[i].data()), chunks[i].size()};
+  ssize_t n;
+  do {
+    n = ::writev(fd_, iov, static_cast<int>(k));
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) tls_->consume_out(static_cast<std::size_t>(n));
+  return n;
+}
+
 bool Connection::write_tls_out() {
-  while (tls_ && tls_->pending_out_size() > 0) {
-    std::string_view chunks[16];
-    iovec iov[16];
-    std::size_t k = tls_->out_chunks(chunks, 16);
-    for (std::size_t i = 0; i < k; ++i)
-      iov[i] = {const_cast<char*>(chunks[i].data()), chunks[i].size()};
-    ssize_t n = ::writev(fd_, iov, static_cast<int>(k));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
-    tls_->consume_out(static_cast<std::size_t>(n));
-  }
+  while (tls_ && tls_->pending_out_size() > 0)
+    if (send_ciphertext() < 0) return false;
   return true;
 }
 
@@ -885,14 +893,7 @@ bool Connection::flush_tls() {
       release_exchange();
     }
     if (tls_->pending_out_size() == 0) break;
-    std::string_view chunks[16];
-    iovec iov[16];
-    std::size_t k = tls_->out_chunks(chunks, 16);
-    for (std::size_t i = 0; i < k; ++i)
-      iov[i] = {const_cast<char*>(chunks[i].data()), chunks[i].size()};
-    ssize_t n = ::writev(fd_, iov, static_cast<int>(k));
-    if (n < 0) {
-      if (errno == EINTR) continue;
+    if (send_ciphertext() < 0) {
       if (errno == EAGAIN) {
         deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.send_timeout.count());
         return false;
@@ -900,16 +901,10 @@ bool Connection::flush_tls() {
       close();
       return false;
     }
-    tls_->consume_out(static_cast<std::size_t>(n));
     wrote = true;
   }
   if (!output_pending() && phase_ == Phase::kHead && start_ == end_) tls_->release_buffers();
-  if (wrote && phase_ == Phase::kHead && tls_->handshake_done()) {
-    bool partial = start_ < end_;
-    head_started_ = partial;
-    auto t = partial ? sc.header_timeout : sc.keepalive_timeout;
-    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(t.count());
-  }
+  if (wrote && phase_ == Phase::kHead && tls_->handshake_done()) await_next_request();
   return true;
 }
 

@@ -52,7 +52,9 @@ class Connection {
   bool refill_from_tls();  // decrypted bytes into the read buffer; true when some came
   bool output_pending() const;
   bool flush_tls();
-  bool write_tls_out();  // best effort, for alerts and close_notify
+  bool write_tls_out();
+  ssize_t send_ciphertext();  // one writev of queued ciphertext; errno set when < 0
+  void await_next_request();  // best effort, for alerts and close_notify
   void on_writable();
   void process();
   // Scans the request head for its end and for line-ending errors; returns the head length,

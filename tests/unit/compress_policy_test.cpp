@@ -2,6 +2,7 @@
 #include "routes/compress_policy.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 using namespace edge;
 
@@ -74,15 +75,25 @@ TEST(VariantStore, BoundedByBytesLeastRecentlyUsedFirst) {
   };
   EXPECT_TRUE(store.claim(key(1)));
   EXPECT_FALSE(store.claim(key(1)));  // somebody is compressing it already
-  store.put(key(1), std::make_shared<const std::string>(60, 'a'));
+  store.put(key(1), routes::SealedBytes::make(std::string(60, 'a')));
   EXPECT_FALSE(store.claim(key(1)));  // done
-  store.put(key(2), std::make_shared<const std::string>(30, 'b'));
+  store.put(key(2), routes::SealedBytes::make(std::string(30, 'b')));
   ASSERT_NE(store.find(key(1)), nullptr);  // 1 is now the most recent
-  store.put(key(3), std::make_shared<const std::string>(30, 'c'));
+  store.put(key(3), routes::SealedBytes::make(std::string(30, 'c')));
   EXPECT_LE(store.bytes(), 100u);
   EXPECT_NE(store.find(key(1)), nullptr);
   EXPECT_EQ(store.find(key(2)), nullptr);  // least recently used went first
   EXPECT_NE(store.find(key(3)), nullptr);
-  store.put(key(4), std::make_shared<const std::string>(500, 'd'));  // larger than the bound
+  store.put(key(4), routes::SealedBytes::make(std::string(500, 'd')));  // larger than the bound
   EXPECT_EQ(store.find(key(4)), nullptr);
+}
+
+TEST(SealedBytes, ContentCannotChange) {
+  auto s = routes::SealedBytes::make("compressed bytes");
+  ASSERT_GE(s->fd, 0);
+  char buf[64] = {};
+  ASSERT_EQ(::pread(s->fd, buf, sizeof buf, 0), 16);
+  EXPECT_STREQ(buf, "compressed bytes");
+  EXPECT_LT(::pwrite(s->fd, "x", 1, 0), 0);  // sealed against writes
+  EXPECT_NE(::ftruncate(s->fd, 1), 0);       // and against shrinking
 }

@@ -29,18 +29,8 @@ constexpr Coding kCodings[] = {Coding::kBr, Coding::kZstd, Coding::kGzip};
 constexpr std::size_t kTextSize = 150 * 1024;
 constexpr std::size_t kRandomSize = 1024 * 1024;
 
-const char* name_of(Coding c) {
-  switch (c) {
-    case Coding::kBr:
-      return "br";
-    case Coding::kZstd:
-      return "zstd";
-    case Coding::kGzip:
-      return "gzip";
-    case Coding::kIdentity:
-      break;
-  }
-  return "identity";
+std::string name_of(Coding c) {
+  return std::string(edge::http::coding_name(c));
 }
 
 // JavaScript-like text: statements drawn (skewed) from a pool of phrases built from keywords,
