@@ -730,6 +730,7 @@ void Connection::finish_response() {
   if (!keep_alive_) closing_ = true;
   if (closing_) keep_alive_ = false;
   serialize_head(route_);
+  answered_ = true;
   bool no_body =
       ex.req.method == http::Method::kHead || r.status == 304 || r.status == 204 || r.status < 200;
   std::uint64_t body_bytes = 0;
@@ -820,11 +821,12 @@ bool Connection::flush() {
       release_exchange();
     }
   }
-  if (wrote && phase_ == Phase::kHead) await_next_request();
+  if (wrote && phase_ == Phase::kHead && answered_) await_next_request();
   return true;
 }
 
 void Connection::await_next_request() {
+  answered_ = false;
   // A response went out in full: the connection waits for the next request. (Reads alone never
   // move the deadline: a head dribbled byte by byte still has header_timeout in all.)
   const ServerConfig& sc = w_.config()->server;
@@ -904,7 +906,9 @@ bool Connection::flush_tls() {
     wrote = true;
   }
   if (!output_pending() && phase_ == Phase::kHead && start_ == end_) tls_->release_buffers();
-  if (wrote && phase_ == Phase::kHead && tls_->handshake_done()) await_next_request();
+  // Handshake bytes and session tickets are not a response: a client that completed the
+  // handshake still has header_timeout (from the accept) to send its request.
+  if (wrote && phase_ == Phase::kHead && answered_ && !output_pending()) await_next_request();
   return true;
 }
 

@@ -223,7 +223,12 @@ def make_config(site, access_log, server=None, listen=None, routes=None, log=Non
     out += ["", "[log]"]
     out += [f"{k} = {v}" for k, v in lg.items()]
     for a in listen:
-        out += ["", "[[listen]]", f"address = {q(a)}"]
+        # a listener is an address string, or a dict: {"address": "...", key: raw TOML value}
+        if isinstance(a, dict):
+            out += ["", "[[listen]]", f"address = {q(a['address'])}"]
+            out += [f"{k} = {v}" for k, v in a.items() if k != "address"]
+        else:
+            out += ["", "[[listen]]", f"address = {q(a)}"]
     out.append(routes if routes is not None else default_routes(site.root))
     return "\n".join(out) + "\n"
 
@@ -231,7 +236,20 @@ def make_config(site, access_log, server=None, listen=None, routes=None, log=Non
 # ---------------------------------------------------------------------------------------------
 # The server process
 
-LISTEN_RE = re.compile(r"listening on https?://(\[[0-9a-fA-F:.]+\]|[0-9.]+|[A-Za-z0-9.-]+):(\d+)")
+LISTEN_RE = re.compile(r"listening on (https?)://(\[[0-9a-fA-F:.]+\]|[0-9.]+|[A-Za-z0-9.-]+):(\d+)")
+
+
+def listen_address(a):
+    """The address of a `listen` entry (a string or a dict with "address")."""
+    return a["address"] if isinstance(a, dict) else a
+
+
+def listen_host(a):
+    """"127.0.0.1:0" -> "127.0.0.1", "[::1]:0" -> "[::1]" (as in the 'listening on' line)."""
+    a = listen_address(a)
+    if a.startswith("["):
+        return "[" + a.rsplit(":", 1)[0].strip("[]") + "]"
+    return a.rsplit(":", 1)[0]
 
 
 class EdgeError(Exception):
@@ -241,7 +259,7 @@ class EdgeError(Exception):
 class Edge:
     """One running `edge` process."""
 
-    def __init__(self, config_path, env=None, expect_hosts=None, cwd="/"):
+    def __init__(self, config_path, env=None, expect_hosts=None, cwd="/", expect_count=None):
         self.config_path = config_path
         self.cwd = cwd  # not the config folder: paths must resolve against the config file
         self.env = dict(os.environ)
@@ -251,6 +269,8 @@ class Edge:
         self.proc = None
         self.stderr_lines = []
         self.listening = []  # (host, port) in order of appearance
+        self.listeners = []  # (scheme, host, port) in order of appearance
+        self.expect_count = expect_count  # wait for at least this many 'listening on' lines
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._reader = None
@@ -277,9 +297,10 @@ class Edge:
         with self._cond:
             while True:
                 hosts = {h for h, _ in self.listening}
-                if self.expect_hosts is not None and self.expect_hosts <= hosts:
+                enough = self.expect_count is None or len(self.listening) >= self.expect_count
+                if enough and self.expect_hosts is not None and self.expect_hosts <= hosts:
                     break
-                if self.expect_hosts is None and hosts:
+                if enough and self.expect_hosts is None and hosts:
                     break
                 if self.proc.poll() is not None:
                     break
@@ -294,7 +315,8 @@ class Edge:
             raise EdgeError(
                 f"edge exited with {self.proc.returncode} before listening; stderr:\n" + self.stderr_text()
             )
-        if (self.expect_hosts is not None and not self.expect_hosts <= hosts) or not hosts:
+        if ((self.expect_hosts is not None and not self.expect_hosts <= hosts) or not hosts
+                or (self.expect_count is not None and len(self.listening) < self.expect_count)):
             self.kill()
             raise EdgeError(
                 f"no 'listening on' line for {self.expect_hosts} within {timeout}s; stderr:\n" + self.stderr_text()
@@ -308,7 +330,8 @@ class Edge:
                 self.stderr_lines.append(line)
                 m = LISTEN_RE.search(line)
                 if m:
-                    self.listening.append((m.group(1), int(m.group(2))))
+                    self.listening.append((m.group(2), int(m.group(3))))
+                    self.listeners.append((m.group(1), m.group(2), int(m.group(3))))
                 self._cond.notify_all()
 
     def stderr_text(self):
@@ -369,11 +392,12 @@ class Edge:
         _unregister(self)
 
     # -- addresses ---------------------------------------------------------------------------
-    def port_for(self, host):
-        for h, p in self.listening:
-            if h == host:
+    def port_for(self, host, scheme=None):
+        """The first listener on `host` (of `scheme`, "http" or "https", when given)."""
+        for s, h, p in self.listeners:
+            if h == host and (scheme is None or s == scheme):
                 return p
-        raise EdgeError(f"no listener for {host}: {self.listening}")
+        raise EdgeError(f"no {scheme or ''} listener for {host}: {self.listeners}")
 
     @property
     def port(self):
@@ -644,6 +668,42 @@ class Conn:
         self.close()
 
 
+class TLSConn(Conn):
+    """A TLS connection (python `ssl`): `context` decides what is trusted; the handshake runs in
+    the constructor, bounded by `timeout`."""
+
+    def __init__(self, port, context, host="127.0.0.1", timeout=5.0, server_hostname="localhost"):
+        super().__init__(port, host, timeout)
+        try:
+            self.sock = context.wrap_socket(self.sock, server_hostname=server_hostname)
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _recv(self, deadline):
+        import ssl
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if not self.sock.pending():
+            r, _, _ = select.select([self.sock], [], [], left)
+            if not r:
+                return False
+        try:
+            chunk = self.sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLError):
+            self.eof = True
+            self.reset = True
+            return True
+        except socket.timeout:
+            return False
+        if not chunk:
+            self.eof = True
+        else:
+            self.buf += chunk
+        return True
+
+
 def raw(port, data, timeout=3.0, host="127.0.0.1"):
     """Send bytes on a fresh connection, read until close or timeout. Returns (bytes, closed)."""
     with Conn(port, host, timeout) as c:
@@ -798,9 +858,8 @@ class EdgeTestCase(unittest.TestCase):
                                routes=cls.routes, log=cls.log_opts)
             with open(cls.config_path, "w") as f:
                 f.write(text)
-            hosts = {("[" + a.rsplit(":", 1)[0].strip("[]") + "]") if a.startswith("[") else a.rsplit(":", 1)[0]
-                     for a in listen}
-            cls.edge = Edge(cls.config_path, env=cls.env, expect_hosts=hosts).start()
+            hosts = {listen_host(a) for a in listen}
+            cls.edge = Edge(cls.config_path, env=cls.env, expect_hosts=hosts, expect_count=len(listen)).start()
             cls.port = cls.edge.port
         except BaseException:
             shutil.rmtree(cls.tmp, ignore_errors=True)
