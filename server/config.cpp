@@ -186,6 +186,7 @@ class Loader {
          "ciphersuites", "groups", "session_timeout", "ticket_key_lifetime", "session_cache_size"});
     tls::TlsOptions& o = l.tls_options;
     l.tls_line = line_of(n);
+    std::vector<std::pair<std::string, int>> file_lines;  // to point a file's error at its line
     auto cert_from = [&](const toml::table& c, int line) {
       tls::CertConfig cc;
       auto* cf = c.get("cert");
@@ -193,6 +194,8 @@ class Loader {
       if (!cf || !kf) fail(line, "a certificate needs both cert and key");
       cc.cert_file = path(*cf, "cert");
       cc.key_file = path(*kf, "key");
+      file_lines.emplace_back(cc.cert_file, line_of(*cf));
+      file_lines.emplace_back(cc.key_file, line_of(*kf));
       if (auto* nm = c.get("names")) cc.names = strings(*nm, "names");
       if (auto* oc = c.get("ocsp")) cc.ocsp_file = path(*oc, "ocsp");
       return cc;

@@ -104,7 +104,8 @@ class Connection {
   bool closing_ = false;  // close after the queued output
   bool close_when_idle_ = false;
   bool peer_closed_ = false;
-  bool answered_ = false;  // a response was queued since the last deadline for the next request  // TLS close_notify received
+  bool answered_ = false;  // a response was queued since the last deadline for the next request  //
+                           // TLS close_notify received
   std::unique_ptr<tls::TlsTransport> tls_;
   bool head_started_ = false;  // some bytes of a request head arrived
   bool expect_continue_ = false;
