@@ -249,8 +249,8 @@ class Loader {
     if (auto* v = t.get("min_version")) {
       o.min_version = str(*v, "min_version");
       if (o.min_version != "TLSv1.2" && o.min_version != "TLSv1.3")
-        fail(*v,
-             "min_version must be \"TLSv1.2\" or \"TLSv1.3\" (older versions are never offered)");
+        fail(*v, "min_version must be \"TLSv1.2\" or \"TLSv1.3\", not \"" + o.min_version +
+                     "\" (older versions are never offered)");
     }
     if (auto* v = t.get("session_timeout"))
       o.session_timeout =
@@ -264,7 +264,10 @@ class Loader {
       l.tls = std::make_shared<ListenConfig::TlsSlot>();
       l.tls->ctx.store(tls::TlsContext::create(o));
     } catch (const tls::TlsError& e) {
-      fail(n, e.what());
+      std::string what = e.what();
+      for (const auto& [file, line] : file_lines)
+        if (what.find(file) != std::string::npos) fail(line, what);
+      fail(n, what);
     }
   }
 
