@@ -265,9 +265,17 @@ class Loader {
       l.tls->ctx.store(tls::TlsContext::create(o));
     } catch (const tls::TlsError& e) {
       std::string what = e.what();
-      for (const auto& [file, line] : file_lines)
-        if (what.find(file) != std::string::npos) fail(line, what);
-      fail(n, what);
+      // The file the message names first is the one at fault ("key K does not match cert C").
+      std::size_t best = std::string::npos;
+      int best_line = line_of(n);
+      for (const auto& [file, line] : file_lines) {
+        std::size_t at = what.find(file);
+        if (at < best) {
+          best = at;
+          best_line = line;
+        }
+      }
+      fail(best_line, what);
     }
   }
 
