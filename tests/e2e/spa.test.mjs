@@ -61,7 +61,13 @@ async function openPage(t, { csp = false } = {}) {
     if (m.type() === 'error' || /Content.Security.Policy/i.test(m.text())) log.console.push(`${m.type()}: ${m.text()}`);
   });
   page.on('pageerror', (e) => log.pageErrors.push(String(e)));
-  page.on('requestfailed', (r) => log.failed.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
+  page.on('requestfailed', (r) => {
+    // The browser itself cancels the favicon fetch when a navigation (back/forward) starts while
+    // it is in flight: that is the client's doing, not a failed response.
+    const aborted = r.failure()?.errorText === 'net::ERR_ABORTED';
+    if (aborted && r.resourceType() !== 'document' && new URL(r.url()).pathname === '/favicon.svg') return;
+    log.failed.push(`${r.method()} ${r.url()}: ${r.failure()?.errorText}`);
+  });
   page.on('request', (r) => {
     if (!r.url().startsWith(`${BASE}/`) && !r.url().startsWith('data:')) log.offsite.push(r.url());
   });
