@@ -6,7 +6,8 @@
 # ../shared/anchors/run.sh against each one (wrk pinned to the load CPU, srv_cpu from the
 # server's own user+sys time), RUNS times, interleaved. Prints a markdown table at the end.
 #
-#   bench/run.sh                 full benchmark (RUNS=3: 3 × 9 cases × 2 servers × ~10 s)
+#   bench/run.sh                 full benchmark (RUNS=3: 3 × 14 cases × 2 servers × ~8–10 s)
+#   CASES=tls bench/run.sh       the TLS cases only
 #   SERVERS=nginx bench/run.sh   nginx half only (no edge binary needed)
 #   PROBE_ONLY=1 bench/run.sh    start, probe every case (status/size/encoding/headers), stop
 #
@@ -18,14 +19,34 @@
 #                         a second nginx server block (NGINX_NOSIB_PORT, same nginx process) with on-the-fly
 #                         gzip level 6. Debian's nginx cannot brotli on the fly: js_br_mem is edge only.
 #
+# TLS cases (CASES=tls is the whole set): a second listener on each server (EDGE_TLS_PORT /
+# NGINX_TLS_PORT) with the SAME ECDSA P-256 certificate (BENCH_VAR/certs/ecdsa.{crt,key}, made once
+# with openssl like ../shared/anchors/servers.sh), TLS 1.2 + 1.3, session cache + tickets, HTTP/1.1
+# (edge has no h2 yet; nginx's TLS port has no http2 either):
+#   tls_hs_new        h2load --h1 -t1 -c1000 -n1000 -m1 (run.sh's hs_new through bench/bin/h2load,
+#                     which adds --h1): new TLS 1.3 connections, 1 request each; server CPU / connection
+#   tls_hs_resumed    openssl s_time -reuse -www <1 KB asset> -time STIME_SECS: resumed connections
+#   tls_hs_new_stime  openssl s_time -new (the same tool, full handshakes), to cross-check tls_hs_new
+#   tls_small         wrk -c64 over https, kept-alive, the 1 KB asset
+#   tls_img           wrk -c64 over https, kept-alive, the 1 MiB asset
+#
 # Environment (all optional):
 #   EDGE_BIN=build/edge   edge binary (relative to the repo root, or absolute)
 #   SERVERS="edge nginx"  which servers to run
-#   CASES="small index spa js_id img js_br js_gz js_br_mem js_gz_mem"
-#                         (any case of ../shared/anchors/run.sh without TLS/api, plus js_br_mem js_gz_mem)
+#   CASES="small index spa js_id img js_br js_gz js_br_mem js_gz_mem tls_hs_new tls_hs_resumed
+#          tls_hs_new_stime tls_small tls_img"
+#                         (any case of ../shared/anchors/run.sh without TLS/api, plus js_br_mem js_gz_mem and
+#                         the tls_* cases; the word "tls" stands for every tls_* case)
 #   RUNS=3  DUR=6  WARMUP=1  CONN=64      per-case wrk: WARMUP s unmeasured, then DUR s measured
 #   EDGE_PORT=8180  NGINX_PORT=8181       127.0.0.1 only
 #   EDGE_NOSIB_PORT=8182 NGINX_NOSIB_PORT=8183   the no-sibling site (js_*_mem cases)
+#   EDGE_TLS_PORT=8184 NGINX_TLS_PORT=8185       the TLS listeners (tls_* cases)
+#   HS_CONN=1000                          tls_hs_new: connections (h2load -c HS_CONN -n HS_CONN)
+#   STIME_SECS=5                          tls_hs_resumed / tls_hs_new_stime: openssl s_time -time
+#   NGINX_TLS_SUITES=                     e.g. TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+#                                         = nginx prefers these TLS 1.3 suites (ssl_conf_command + server
+#                                         preference), i.e. edge's default order; empty = nginx's default
+#                                         (the client's order, as in the anchors)
 #   VARIANT_WAIT=30                       max seconds to wait for edge's own br/gzip variants before probing
 #   SERVER_CPU=0  LOADGEN_CPU=1           taskset CPUs: servers / wrk
 #   BENCH_VAR=bench/var                   runtime files: site/ rendered/ run/ log/ results/
@@ -52,10 +73,14 @@ SITE_NOSIB=$VAR/site-nosib   # copy of SITE without the .br/.gz/.zst siblings (j
 R=$VAR/rendered
 
 SERVERS=${SERVERS:-edge nginx}
-CASES=${CASES:-small index spa js_id img js_br js_gz js_br_mem js_gz_mem}
+TLS_CASES="tls_hs_new tls_hs_resumed tls_hs_new_stime tls_small tls_img"
+CASES=${CASES:-small index spa js_id img js_br js_gz js_br_mem js_gz_mem $TLS_CASES}
+CASES=$(for c in $CASES; do if [ "$c" = tls ]; then echo $TLS_CASES; else echo "$c"; fi; done | xargs)
 RUNS=${RUNS:-3}; DUR=${DUR:-6}; WARMUP=${WARMUP:-1}; CONN=${CONN:-64}
 EDGE_PORT=${EDGE_PORT:-8180}; NGINX_PORT=${NGINX_PORT:-8181}
 EDGE_NOSIB_PORT=${EDGE_NOSIB_PORT:-8182}; NGINX_NOSIB_PORT=${NGINX_NOSIB_PORT:-8183}
+EDGE_TLS_PORT=${EDGE_TLS_PORT:-8184}; NGINX_TLS_PORT=${NGINX_TLS_PORT:-8185}
+HS_CONN=${HS_CONN:-1000}; STIME_SECS=${STIME_SECS:-5}; NGINX_TLS_SUITES=${NGINX_TLS_SUITES:-}
 VARIANT_WAIT=${VARIANT_WAIT:-30}
 SERVER_CPU=${SERVER_CPU:-0}; LOADGEN_CPU=${LOADGEN_CPU-1}
 NGINX_OPEN_FILE_CACHE=${NGINX_OPEN_FILE_CACHE:-1}
@@ -75,7 +100,12 @@ has_case() { case " $CASES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 # js_*_mem cases run against the no-sibling site (second edge instance, second nginx server block).
 is_mem_case() { case $1 in *_mem) return 0 ;; *) return 1 ;; esac; }
 any_mem_case() { local c; for c in $CASES; do is_mem_case "$c" && return 0; done; return 1; }
-anchor_case() { echo "${1%_mem}"; }   # the case name ../shared/anchors/run.sh knows (js_br_mem -> js_br)
+# tls_* cases run against the TLS listener of the same process (EDGE_TLS_PORT / NGINX_TLS_PORT).
+is_tls_case() { case $1 in tls_*) return 0 ;; *) return 1 ;; esac; }
+any_tls_case() { local c; for c in $CASES; do is_tls_case "$c" && return 0; done; return 1; }
+anchor_case() { # the case name ../shared/anchors/run.sh knows (js_br_mem -> js_br, tls_small -> small)
+  case $1 in tls_hs_new) echo hs_new ;; tls_*) echo "${1#tls_}" ;; *) echo "${1%_mem}" ;; esac
+}
 # nginx has no on-the-fly brotli in Debian 12 (libnginx-mod-http-brotli-static is the static half only)
 skipped() { [ "$1" = nginx ] && [ "$2" = js_br_mem ]; }
 brotli_mod() { # path of Debian's brotli_static nginx module, or nothing
@@ -103,6 +133,7 @@ command -v wrk >/dev/null || need_pkgs+=(wrk)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v brotli >/dev/null || need_pkgs+=(brotli)     # make-site.sh writes .br siblings
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+has_case tls_hs_new && ! command -v h2load >/dev/null && need_pkgs+=(nghttp2-client)   # h2load
 command -v taskset >/dev/null || need_pkgs+=(util-linux)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -192,7 +223,8 @@ inst_of() { # inst_of SERVER CASE -> the process instance that serves this case
   if [ "$1" = edge ] && is_mem_case "$2"; then echo edge_nosib; else echo "$1"; fi
 }
 port_of() { # port_of SERVER CASE
-  if is_mem_case "$2"; then [ "$1" = edge ] && echo "$EDGE_NOSIB_PORT" || echo "$NGINX_NOSIB_PORT"
+  if is_tls_case "$2"; then [ "$1" = edge ] && echo "$EDGE_TLS_PORT" || echo "$NGINX_TLS_PORT"
+  elif is_mem_case "$2"; then [ "$1" = edge ] && echo "$EDGE_NOSIB_PORT" || echo "$NGINX_NOSIB_PORT"
   else echo "${PORT[$1]}"; fi
 }
 mkdir -p "$VAR/run" "$VAR/log" "$R" "$VAR/nginx-tmp" "$VAR/results"
@@ -257,6 +289,29 @@ if ! nosib_ok; then
   nosib_ok || die "$SITE_NOSIB is not a sibling-free copy of $SITE"
 fi
 
+# The TLS certificate both servers use (tls_* cases): ECDSA P-256, self-signed for localhost and
+# 127.0.0.1, made with openssl exactly like ../shared/anchors/servers.sh does. Made once; remade when
+# it is not P-256 or the key does not match it.
+CERTS=$VAR/certs; CERT=$CERTS/ecdsa.crt; CERT_KEY=$CERTS/ecdsa.key; CERT_FP=""
+cert_ok() {
+  [ -s "$CERT" ] && [ -s "$CERT_KEY" ] &&
+    openssl x509 -in "$CERT" -noout -text 2>/dev/null | grep -q 'ASN1 OID: prime256v1' &&
+    [ "$(openssl x509 -in "$CERT" -noout -pubkey 2>/dev/null)" = "$(openssl pkey -in "$CERT_KEY" -pubout 2>/dev/null)" ]
+}
+if any_tls_case; then
+  if ! cert_ok; then
+    say "making the ECDSA P-256 test certificate in $CERTS"
+    mkdir -p "$CERTS"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \
+      -keyout "$CERT_KEY" -out "$CERT" -subj /CN=localhost \
+      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>"$VAR/log/openssl-req.err" ||
+      { cat "$VAR/log/openssl-req.err" >&2; die "openssl could not make $CERT"; }
+    chmod 644 "$CERT"; chmod 600 "$CERT_KEY"
+    cert_ok || die "$CERT is not an ECDSA P-256 certificate matching $CERT_KEY"
+  fi
+  CERT_FP=$(openssl x509 -in "$CERT" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g')
+fi
+
 # The 6 security headers of the anchors, as one TOML inline table (edge) and as the nginx include.
 cmp -s "$BENCH/conf/nginx-sec-headers.inc" "$ANCH/conf/nginx-sec-headers.inc" ||
   say "warning: bench/conf/nginx-sec-headers.inc differs from $ANCH/conf/nginx-sec-headers.inc"
@@ -277,13 +332,25 @@ if [ -n "$BROTLI_MOD" ]; then
 else
   LOADMOD="# brotli_static module not installed (libnginx-mod-http-brotli-static)"; BROTLI="    # brotli_static: module missing"
 fi
-render_edge() { # render_edge OUT PORT ROOT
-  sed -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$2#g" -e "s#__ROOT__#$(esc "$3")#g" \
+# Lines starting with __TLS__ in the templates are the TLS listener: kept (prefix removed) when a
+# tls_* case is asked for, deleted otherwise (so a run without TLS cases renders what it always did).
+TLS_SED=(-e '/^__TLS__/d'); any_tls_case && TLS_SED=(-e 's/^__TLS__//')
+if [ -n "$NGINX_TLS_SUITES" ]; then
+  NGINX_TLS_EXTRA="        ssl_prefer_server_ciphers on; ssl_conf_command Ciphersuites $NGINX_TLS_SUITES;   # NGINX_TLS_SUITES"
+else
+  NGINX_TLS_EXTRA="        ssl_prefer_server_ciphers off;   # the client's TLS 1.3 suite order, as in the anchors"
+fi
+render_edge() { # render_edge OUT PORT ROOT [tls]
+  local tls=(-e '/^__TLS__/d'); [ "${4:-}" = tls ] && tls=("${TLS_SED[@]}")
+  sed "${tls[@]}" -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$2#g" -e "s#__ROOT__#$(esc "$3")#g" \
+      -e "s#__TLS_PORT__#$EDGE_TLS_PORT#g" -e "s#__CERT__#../certs/ecdsa.crt#g" -e "s#__KEY__#../certs/ecdsa.key#g" \
       -e "s#__HEADERS__#$(esc "$EDGE_HEADERS")#g" "$BENCH/conf/edge.toml.in" > "$1"
 }
-render_edge "$R/edge.toml" "$EDGE_PORT" ../site
+render_edge "$R/edge.toml" "$EDGE_PORT" ../site tls
 render_edge "$R/edge-nosib.toml" "$EDGE_NOSIB_PORT" ../site-nosib
-sed -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" \
+sed "${TLS_SED[@]}" -e "s#__TLS_PORT__#$NGINX_TLS_PORT#g" -e "s#__CERT__#$(esc "$CERT")#g" -e "s#__KEY__#$(esc "$CERT_KEY")#g" \
+    -e "s#__NGINX_TLS_EXTRA__#$(esc "$NGINX_TLS_EXTRA")#g" \
+    -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" \
     -e "s#__PORT__#$NGINX_PORT#g" -e "s#__NOSIB_PORT__#$NGINX_NOSIB_PORT#g" -e "s#__CPUMASK__#$cpumask#g" \
     -e "s#__OPEN_FILE_CACHE__#$(esc "$OFC")#g" -e "s#__LOAD_MODULES__#$(esc "$LOADMOD")#g" \
     -e "s#__BROTLI_STATIC__#$(esc "$BROTLI")#g" "$BENCH/conf/nginx.conf.in" > "$R/nginx.conf"
@@ -307,6 +374,9 @@ fi
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 wait_no_build
+if any_tls_case; then for s in $SERVERS; do
+  p=$(port_of "$s" tls_small); port_open "$p" && die "TLS port $p is already in use by something else; set ${s^^}_TLS_PORT"
+done; fi
 if has edge; then start_server edge "$EDGE_BIN" --config "$R/edge.toml" || exit 1; fi
 case " $INSTANCES " in *" edge_nosib "*)
   start_server edge_nosib "$EDGE_BIN" --config "$R/edge-nosib.toml" || exit 1 ;; esac
@@ -318,6 +388,12 @@ if has nginx; then
     say "nginx also serves the no-sibling site on http://127.0.0.1:$NGINX_NOSIB_PORT (on-the-fly gzip)"
   fi
 fi
+if any_tls_case; then for s in $SERVERS; do
+  p=$(port_of "$s" tls_small)
+  for _ in $(seq 1 50); do port_open "$p" && break; sleep 0.1; done
+  port_open "$p" || die "$s does not listen on its TLS port $p; see $VAR/log/$s.out / nginx.error.log"
+  say "$s also serves https://127.0.0.1:$p (ECDSA P-256, sha256 ${CERT_FP:0:16}…)"
+done; fi
 label_of() { # RESULT/PROBE label of a server; MEM label of an instance
   case $1 in edge) echo "$EDGE_LABEL" ;; edge_nosib) echo "$EDGE_LABEL-nosib" ;; *) echo "$NGINX_LABEL" ;; esac
 }
@@ -329,6 +405,9 @@ RAW=$VAR/results/raw-$STAMP.txt
   echo "# git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo -) servers=[$SERVERS] cases=[$CASES] RUNS=$RUNS DUR=$DUR WARMUP=$WARMUP CONN=$CONN server_cpu=$SERVER_CPU loadgen_cpu=$LOADGEN_CPU open_file_cache=$NGINX_OPEN_FILE_CACHE"
   has edge && echo "# edge: $EDGE_BIN ($("$EDGE_BIN" --version 2>&1 | head -1), built $(date -u -r "$EDGE_BIN" '+%Y-%m-%d %H:%M UTC'))"
   has nginx && echo "# nginx: $("$NGINX_BIN" -v 2>&1 | head -1)${BROTLI_MOD:+ + $(dpkg-query -W -f '${Package} ${Version}' libnginx-mod-http-brotli-static 2>/dev/null)}"
+  if any_tls_case; then
+    echo "# tls: cert $CERT (ECDSA P-256, sha256 $CERT_FP) on edge :$EDGE_TLS_PORT and nginx :$NGINX_TLS_PORT; $(openssl version); $(h2load --version 2>/dev/null | head -1); nginx TLS 1.3 suites: ${NGINX_TLS_SUITES:-client order (default)}; HS_CONN=$HS_CONN STIME_SECS=$STIME_SECS"
+  fi
   echo "# loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$RAW"
 
@@ -417,12 +496,62 @@ probe_case() { # probe_case SERVER CASE -> PROBE line; sets BAD=1 on a mismatch
   echo "PROBE label=$(label_of "$s") case=$c url=http://127.0.0.1:$port$path ae=${WENC} status=$status enc=$enc size=$size hdr_bytes=$hbytes vary=${vary// /} sec_headers=$n/$(echo "$SEC_NAMES" | wc -w) result=${verdict// /_}" | tee -a "$RAW"
   [ "$verdict" = ok ] || say "$s $c ($path, Accept-Encoding: $WENC): $verdict — headers in $h, body in $b"
 }
+# ---------------------------------------------------------------- TLS probe (tls_* cases)
+declare -A PROBED   # "SERVER:CASE" -> "status=.. enc=- size=.. proto=.." from probe_tls (for the s_time lines)
+tls_path() { case $1 in tls_img) echo /assets/hero-Bx8nR2Tq.jpg ;; *) echo /assets/small-D1kP3xWa.svg ;; esac; }
+tls_tool() { # the load tool of a tls_* case (its name goes into the table)
+  case $1 in tls_hs_new) echo h2load ;; tls_hs_resumed|tls_hs_new_stime) echo s_time ;; *) echo wrk ;; esac
+}
+# probe_tls SERVER CASE -> PROBE line; sets BAD=1 on a mismatch. Checks, on the server's TLS port:
+#  - curl over https (HTTP/1.1; HTTP/1.0 for the s_time cases, which send "GET … HTTP/1.0"): status 200,
+#    the body byte for byte, Cache-Control, the 6 security headers (HSTS included: this is TLS), TLS 1.3;
+#  - openssl s_client with OpenSSL's default client settings (what wrk and s_time use) offering ALPN
+#    "h2,http/1.1": the certificate is BENCH_VAR/certs/ecdsa.crt (same SHA-256 on both servers), ALPN
+#    http/1.1 (neither server may pick h2 here: the comparison is HTTP/1.1), TLS 1.3, and the cipher
+#    such a client gets (server preference decides it: edge prefers AES-128-GCM, nginx by default
+#    follows the client, which lists AES-256-GCM first).
+probe_tls() {
+  local s=$1 c=$2 path port url h b v out status size hv problems=() want wfile cc n name ver cipher sc alpn dver dcipher fp hb
+  path=$(tls_path "$c"); port=$(port_of "$s" "$c"); url=https://127.0.0.1:$port$path
+  h=$VAR/log/probe-$s-$c.headers; b=$VAR/log/probe-$s-$c.body; v=$VAR/log/probe-$s-$c.curl
+  wfile=$SITE$path; want=$(stat -c %s "$wfile")
+  local httpv=--http1.1; case $c in tls_hs_resumed|tls_hs_new_stime) httpv=--http1.0 ;; esac
+  out=$(curl -sk -v "$httpv" --max-time 10 -o "$b" -D "$h" -w '%{http_code} %{size_download} %{http_version} %{size_header}' "$url" 2>"$v") ||
+    problems+=("curl failed")
+  read -r status size hv hb <<<"$out"
+  [ "$status" = 200 ] || problems+=("status $status (want 200)")
+  [ "$size" = "$want" ] || problems+=("size $size (want $want)")
+  [ "$status" = 200 ] && ! cmp -s "$b" "$wfile" && problems+=("body differs from $(basename "$wfile")")
+  ver=$(sed -n 's/^\* SSL connection using \([^ ]*\) \/ \([^ ]*\).*/\1/p' "$v" | head -1)
+  cipher=$(sed -n 's/^\* SSL connection using \([^ ]*\) \/ \([^ ]*\).*/\2/p' "$v" | head -1)
+  [ "$ver" = TLSv1.3 ] || problems+=("curl got '${ver:-no TLS}' (want TLSv1.3)")
+  cc=$(hdr_val "$h" cache-control)
+  [ "$cc" = "public, max-age=31536000, immutable" ] || problems+=("Cache-Control '$cc' (want immutable)")
+  n=0
+  for name in $SEC_NAMES; do
+    if tr -d '\r' < "$h" | grep -qi "^$name:"; then n=$((n + 1)); else problems+=("missing $name"); fi
+  done
+  sc=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -alpn h2,http/1.1 </dev/null 2>/dev/null)
+  alpn=$(echo "$sc" | sed -n 's/^ALPN protocol: //p' | head -1)
+  [ -n "$alpn" ] || alpn=none
+  dver=$(echo "$sc" | sed -n 's/^New, \([^,]*\), Cipher is \(.*\)/\1/p' | head -1)
+  dcipher=$(echo "$sc" | sed -n 's/^New, \([^,]*\), Cipher is \(.*\)/\2/p' | head -1)
+  fp=$(echo "$sc" | openssl x509 -noout -fingerprint -sha256 2>/dev/null | sed 's/.*=//; s/://g')
+  [ -n "$fp" ] && [ "$fp" = "$CERT_FP" ] || problems+=("certificate sha256 ${fp:0:16}… is not $CERT ${CERT_FP:0:16}…")
+  [ "$alpn" = http/1.1 ] || problems+=("ALPN offered h2,http/1.1: got $alpn (want http/1.1)")
+  [ "$dver" = TLSv1.3 ] || problems+=("s_client got '${dver:-nothing}' (want TLSv1.3)")
+  local verdict=ok; [ ${#problems[@]} -gt 0 ] && { verdict="MISMATCH: $(IFS=';'; echo "${problems[*]}")"; BAD=1; }
+  PROBED[$s:$c]="status=$status enc=- size=$size proto=h$hv"
+  echo "PROBE label=$(label_of "$s") case=$c url=$url tool=$(tls_tool "$c") req=${httpv#--} resp=HTTP/$hv status=$status size=$size hdr_bytes=$hb tls=$ver cipher_curl=$cipher alpn=$alpn default_client=$dver/$dcipher cert_sha256=${fp:0:16} sec_headers=$n/$(echo "$SEC_NAMES" | wc -w) result=${verdict// /_}" | tee -a "$RAW"
+  [ "$verdict" = ok ] || say "$s $c ($url): $verdict — headers in $h, body in $b, curl -v in $v"
+}
+
 case " $INSTANCES " in *" edge_nosib "*) warm_variants ;; esac
 for s in $SERVERS; do for c in $CASES; do
   if skipped "$s" "$c"; then
     echo "SKIP label=$(label_of "$s") case=$c reason=Debian's_nginx_has_no_on-the-fly_brotli" | tee -a "$RAW"; continue
   fi
-  probe_case "$s" "$c"
+  if is_tls_case "$c"; then probe_tls "$s" "$c"; else probe_case "$s" "$c"; fi
 done; done
 if [ $BAD = 1 ] && [ "$STRICT" = 1 ]; then die "probe mismatch (STRICT=1)"; fi
 [ "$PROBE_ONLY" = 1 ] && { say "PROBE_ONLY=1: done ($RAW)"; exit $BAD; }
@@ -438,6 +567,91 @@ order_for_run() { # alternate which server goes first, so neither always follows
   local list=($SERVERS)
   if [ $(( $1 % 2 )) = 0 ] && [ ${#list[@]} = 2 ]; then echo "${list[1]} ${list[0]}"; else echo "${list[*]}"; fi
 }
+# ---------------------------------------------------------------- TLS measurements (tls_* cases)
+# Handshake cases are charged exactly: server CPU (on-CPU ns of every thread of the server's process
+# tree, /proc/PID/task/*/schedstat; utime+stime ticks alongside) read just before and after the load
+# tool, divided by the connections it made (us_per_conn). wrk cases use run.sh's figures as the rest.
+tree_cpu() { # tree_cpu PID -> "NS TICKS"
+  local ns=0 ticks=0 p t v
+  for p in $(descendants "$1"); do
+    for t in /proc/"$p"/task/*/schedstat; do read -r v _ < "$t" 2>/dev/null && ns=$((ns + v)); done
+    v=$(awk '{print $14+$15}' /proc/"$p"/stat 2>/dev/null); ticks=$((ticks + ${v:-0}))
+  done
+  echo "$ns $ticks"
+}
+cpu_snap() { awk '/^cpu[0-9]/{busy=$2+$3+$4+$7+$8; tot=busy+$5+$6+$9; printf "%s %d %d ", $1, busy, tot}' /proc/stat; }
+cpu_pct() { # cpu_pct "snapBefore" "snapAfter" -> "cpu0=NN% cpu1=NN% ..."
+  awk -v a="$1" -v b="$2" 'BEGIN{n=split(a, x, " "); split(b, y, " "); s="";
+    for (i = 1; i <= n; i += 3) { db = y[i+1] - x[i+1]; dt = y[i+2] - x[i+2];
+      s = s sprintf("%s%s=%.0f%%", (s == "" ? "" : " "), x[i], dt ? 100 * db / dt : 0) } print s}'
+}
+
+# stime_run SERVER CASE RUN -> RESULT line: openssl s_time (-reuse or -new) on the load CPU for
+# STIME_SECS seconds; every connection is one TLS handshake + "GET path HTTP/1.0" + close.
+stime_run() {
+  local s=$1 c=$2 run=$3 port path mode pid out rc n0 k0 n1 k1 w0 w1 s0 s1 conns bpc cu marks reused full
+  port=$(port_of "$s" "$c"); path=$(tls_path "$c"); pid=${PID[$s]}
+  case $c in tls_hs_resumed) mode=-reuse ;; *) mode=-new ;; esac
+  local pin=(); [ -n "$LOADGEN_CPU" ] && pin=(taskset -c "$LOADGEN_CPU")
+  # unmeasured warm-up, like wrk's: the same s_time for WARMUP seconds (s_time counts whole seconds)
+  [ "$WARMUP" != 0 ] && "${pin[@]}" timeout $((WARMUP + 30)) openssl s_time -connect "127.0.0.1:$port" -www "$path" "$mode" \
+    -time "$WARMUP" >/dev/null 2>&1
+  read -r n0 k0 < <(tree_cpu "$pid"); s0=$(cpu_snap); w0=$(date +%s%N)
+  out=$("${pin[@]}" timeout $((STIME_SECS + 30)) openssl s_time -connect "127.0.0.1:$port" -www "$path" "$mode" -time "$STIME_SECS" 2>&1); rc=$?
+  w1=$(date +%s%N); s1=$(cpu_snap); read -r n1 k1 < <(tree_cpu "$pid")
+  printf '%s\n' "$out" > "$VAR/log/stime-$s-$c-run$run.out"
+  conns=$(echo "$out" | awk '/ connections in .* real seconds/{print $1; exit}')
+  bpc=$(echo "$out" | sed -n 's/.* real seconds, \([0-9]*\) bytes read per connection.*/\1/p' | head -1)
+  cu=$(echo "$out" | sed -n 's/^[0-9]* connections in \([0-9.]*\)s; .*/\1/p' | head -1)   # s_time's own user CPU, s
+  marks=$(echo "$out" | grep -E '^[rt3*]+$' | tr -d '\n')       # one character per connection: r = resumed
+  reused=$(printf %s "$marks" | tr -cd r | wc -c); full=$(( ${#marks} - reused ))
+  if [ -z "$conns" ] || [ "$conns" = 0 ]; then
+    echo "RESULT label=$(label_of "$s") case=$c run=$run tool=s_time rps=0 error=s_time_failed_rc$rc"
+    echo "$out" | tail -5 >&2; return
+  fi
+  echo "RESULT label=$(label_of "$s") case=$c run=$run tool=s_time mode=${mode#-} url=https://127.0.0.1:$port$path ae=- ${PROBED[$s:$c]:-status=? enc=- size=? proto=h1.0} $(
+    awk -v c="$conns" -v ns=$((n1 - n0)) -v tk=$((k1 - k0)) -v w=$((w1 - w0)) -v bpc="${bpc:-0}" -v clk="$CLK" 'BEGIN{
+      printf "rps=%.2f MBps=%.2f mean_ms=%.3f failed=0 errored=0 conns=%d", c / (w / 1e9), c * bpc / (w / 1e9) / 1e6, w / 1e6 / c, c;
+      printf " srv_ns=%d srv_ticks=%d us_per_conn=%.1f us_per_conn_ticks=%.1f", ns, tk, ns / 1e3 / c, tk * 1e6 / clk / c }'
+  ) reused=$reused full=$full bytes_per_conn=${bpc:-?} client_user_s=${cu:-?} rc=$rc $(cpu_pct "$s0" "$s1") $(
+    awk -v ns=$((n1 - n0)) -v w=$((w1 - w0)) 'BEGIN{printf "srv_cpu=%.0f%%", 100 * ns / w}')"
+}
+
+# tls_run SERVER CASE RUN PORT LABEL -> RESULT line (run.sh for h2load/wrk, stime_run for s_time)
+tls_run() {
+  local s=$1 c=$2 run=$3 port=$4 ac out st alpn
+  ac=$(anchor_case "$c")
+  case $c in
+    tls_hs_resumed|tls_hs_new_stime) stime_run "$s" "$c" "$run"; return ;;
+    tls_hs_new)
+      # run.sh's hs_new through bench/bin/h2load (first on PATH): adds --h1 and measures the server
+      # CPU exactly around h2load into $st ("srv_ns=.. srv_ticks=.. wall_ns=..")
+      st=$VAR/run/h2load-stats; rm -f "$st" "$st.out"
+      # unmeasured warm-up (run.sh has none for h2load): 100 new connections, same options
+      if [ "$WARMUP" != 0 ]; then
+        local pin=(); [ -n "$LOADGEN_CPU" ] && pin=(taskset -c "$LOADGEN_CPU")
+        "${pin[@]}" timeout 60 "$BENCH/bin/h2load" -t1 -c100 -n100 -m1 "https://127.0.0.1:$port$(tls_path "$c")" >/dev/null 2>&1
+      fi
+      out=$(PATH="$BENCH/bin:$PATH" H2LOAD_STATS="$st" H2LOAD_H1=1 HS_CONN="$HS_CONN" \
+            CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" LOADGEN_CPU="$LOADGEN_CPU" SERVER_PID="${PID[$s]}" RUN_ID="$run" \
+            timeout "$bound" "$ANCH/run.sh" "https://127.0.0.1:$port" "$(label_of "$s")" | sed "s/ case=$ac / case=$c /")
+      [ -s "$st.out" ] && cp "$st.out" "$VAR/log/h2load-$s-run$run.out"
+      if [ -n "$out" ] && [ -s "$st" ]; then
+        alpn=$(sed -n 's/^Application protocol: *//p' "$st.out" | head -1)
+        local kv; kv=$(cat "$st")
+        out="$out alpn=${alpn:-none} conns=$HS_CONN $kv $(echo "$kv $out" | awk -v clk="$CLK" '{
+            for (i = 1; i <= NF; i++) { split($i, p, "="); v[p[1]] = p[2] }
+            n = v["reqs"] + 0; if (n > 0) printf "us_per_conn=%.1f us_per_conn_ticks=%.1f", v["srv_ns"] / 1e3 / n, v["srv_ticks"] * 1e6 / clk / n }')"
+      fi
+      echo "$out" ;;
+    *)
+      CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" CONN="$CONN" LOADGEN_CPU="$LOADGEN_CPU" \
+        SERVER_PID="${PID[$s]}" RUN_ID="$run" \
+        timeout "$bound" "$ANCH/run.sh" "https://127.0.0.1:$port" "$(label_of "$s")" | sed "s/ case=$ac / case=$c /" ;;
+  esac
+}
+CLK=$(getconf CLK_TCK)
+
 measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) appended to RAW
   local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0 inst port ac
   inst=$(inst_of "$s" "$c"); port=$(port_of "$s" "$c"); ac=$(anchor_case "$c")
@@ -449,9 +663,13 @@ measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) ap
     ( while :; do build_busy && : > "$flag"; sleep 1; done ) & sampler=$!; SAMPLER=$sampler
     l0=$(cut -d' ' -f1 /proc/loadavg)
     # run.sh knows js_br/js_gz; a js_*_mem case is the same request to the no-sibling site's port
-    out=$(CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" CONN="$CONN" LOADGEN_CPU="$LOADGEN_CPU" \
-          SERVER_PID="${PID[$inst]}" RUN_ID="$run" \
-          timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:$port" "$(label_of "$s")" | sed "s/ case=$ac / case=$c /")
+    if is_tls_case "$c"; then
+      out=$(tls_run "$s" "$c" "$run" "$port")
+    else
+      out=$(CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" CONN="$CONN" LOADGEN_CPU="$LOADGEN_CPU" \
+            SERVER_PID="${PID[$inst]}" RUN_ID="$run" \
+            timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:$port" "$(label_of "$s")" | sed "s/ case=$ac / case=$c /")
+    fi
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; SAMPLER=""
     [ -n "$out" ] || out="RESULT label=$(label_of "$s") case=$c run=$run rps=0 error=run_sh_failed"
     if [ -e "$flag" ] && [ "$try" -lt "$BUILD_RETRIES" ]; then

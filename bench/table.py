@@ -10,6 +10,9 @@ Per case, medians over runs of:
 Reads RESULT / PROBE / SKIP / VARIANT / MEMIDLE / MEM lines (../shared/anchors/run.sh + bench/run.sh).
 After the table, for the compression cases: the issue's goal (<= 25 µs/req each) and edge's
 in-memory / precompressed ratio (js_br_mem µs / js_br µs, goal <= 1.10).
+The tls_* cases get a table of their own (issue 4): which tool measured what, CPU µs per handshake
+(server CPU measured right around the tool / connections: us_per_conn) or per kept-alive request,
+the goals, TLS version/cipher/ALPN and the resumption count.
 """
 import argparse, re, statistics
 from collections import OrderedDict
@@ -48,6 +51,8 @@ def num(x):
 
 
 def us_per_req(r):
+    if "us_per_conn" in r:          # handshake cases: server CPU / connections, measured around the tool
+        return num(r["us_per_conn"])
     rps, srv = num(r.get("rps")), num(r.get("srv_cpu"))
     if not (rps > 0 and srv > 0):
         return float('nan')
@@ -102,9 +107,12 @@ NOTES = {  # what a case measures (printed under the table when present)
     "js_gz_mem": "site without siblings, gzip: edge's own variant (level 9, once) vs nginx on-the-fly gzip level 6 (every request)",
 }
 
-print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status enc size) | others' load before, edge / nginx | n |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|")
+if any(not c.startswith("tls_") for c in res):
+    print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status enc size) | others' load before, edge / nginx | n |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|")
 for case, by in res.items():
+    if case.startswith("tls_"):
+        continue
     e, n = stats(by.get(E, [])), stats(by.get(N, []))
     g = lambda s, k, spec: fmt(s[k], spec) if s else "–"
     pct = lambda s, k: (fmt(s[k], ".0f") + "%" if s[k] == s[k] else "–") if s else "–"
@@ -137,6 +145,103 @@ if comp:
         print("Edge's own variants before the runs: %s." % "; ".join(
             "%s ready=%s after %s request(s), %s s" % (v.get("enc"), v.get("ready"), v.get("requests"), v.get("seconds"))
             for v in variant))
+
+# TLS (issue 4): its own table, with the tool that produced each figure.
+TLS = OrderedDict([   # case -> (tool, what one unit is, goal for edge in µs, longer note)
+    ("tls_hs_new", ("h2load", "new conn", 690,
+                    "`h2load --h1 -t1 -c1000 -n1000 -m1` on the 1 KB asset: 1000 new TLS 1.3 connections, one request each "
+                    "(no resumption); server CPU read right before/after h2load ÷ connections")),
+    ("tls_hs_resumed", ("s_time", "resumed conn", None,
+                        "`openssl s_time -reuse -www /assets/small-D1kP3xWa.svg -time S`: one connection at a time, each "
+                        "resuming the first one's session (TLS 1.3 PSK with (EC)DHE), one HTTP/1.0 GET, close; server CPU ÷ connections")),
+    ("tls_hs_new_stime", ("s_time", "new conn", None,
+                          "`openssl s_time -new -www … -time S`: the same, every connection a full handshake (cross-check of "
+                          "tls_hs_new: one connection at a time, so more wake-ups per connection than h2load's burst)")),
+    ("tls_small", ("wrk", "request", 30, "`wrk -t1 -c64` over https, kept-alive, 1 KB asset (run.sh's `small`)")),
+    ("tls_img", ("wrk", "request", 1200, "`wrk -t1 -c64` over https, kept-alive, 1 MiB asset (run.sh's `img`)")),
+])
+SHORT = {"TLS_AES_128_GCM_SHA256": "AES128-GCM", "TLS_AES_256_GCM_SHA384": "AES256-GCM",
+         "TLS_CHACHA20_POLY1305_SHA256": "CHACHA20", "TLSv1.3": "1.3", "TLSv1.2": "1.2", "http/1.1": "h1.1"}
+
+
+def tls_check(label, case, s):
+    if s is None:
+        return "–"
+    rs = res[case][label]
+    p = probe.get((label, case), {})
+    r0 = rs[0]
+    bits = [str(r0.get("status")), str(r0.get("size"))]
+    sh = lambda x: SHORT.get(x, x)
+    if r0.get("tool") == "h2load":      # h2load's own suite list; its ALPN from its output
+        t = r0.get("tls", "?/?").split("/")
+        bits += [sh(t[0]), sh(t[1]) if len(t) > 1 else "?", sh(r0.get("alpn", "?"))]
+    else:                               # wrk and s_time: OpenSSL's default client, as the probe's s_client
+        dc = p.get("default_client", "?/?").split("/")
+        bits += [sh(dc[0]), sh(dc[-1]), sh(p.get("alpn", "?"))]
+    if r0.get("tool") == "s_time":
+        ru = sum(int(num(r.get("reused", 0))) for r in rs)
+        tot = sum(int(num(r.get("conns", 0))) for r in rs)
+        bits.append("resumed %d/%d" % (ru, tot))
+        if r0.get("mode") == "reuse" and ru < tot:
+            bits.append("**%d not resumed**" % (tot - ru))
+        if r0.get("mode") == "new" and ru:
+            bits.append("**%d resumed in -new**" % ru)
+    c = " ".join(bits)
+    if p and p.get("result") != "ok":
+        c += " **" + p.get("result", "").replace("_", " ") + "**"
+    if s["overlap"]:
+        c += " (%d run(s) overlapped a build)" % s["overlap"]
+    errs = s["errs"] + sum(int(num(r.get("failed", 0)) or 0) + int(num(r.get("errored", 0)) or 0) for r in rs)
+    if errs:
+        c += " (%d errors)" % errs
+    return c
+
+
+tcases = [c for c in TLS if c in res] + [c for c in res if c.startswith("tls_") and c not in TLS]
+if tcases:
+    print()
+    print("TLS (issue 4): same ECDSA P-256 certificate on both, HTTP/1.1. Server CPU µs per connection (handshake cases) "
+          "or per request (kept-alive), median of the runs (min–max):")
+    print()
+    print("| case | tool | per | CPU µs edge | CPU µs nginx | edge/nginx | goal (edge) | conn/s or req/s edge / nginx | srv CPU edge / nginx | check edge / nginx (status size TLS cipher ALPN [resumed]) | others' load before | n |")
+    print("|---|---|---|---:|---:|---:|---|---|---|---|---|---:|")
+    for case in tcases:
+        by = res[case]
+        e, n = stats(by.get(E, [])), stats(by.get(N, []))
+        tool, unit, goal, _ = TLS.get(case, ("?", "?", None, ""))
+        span = lambda s: ("**%s** (%s–%s)" % (fmt(s["us"], ".0f" if s["us"] >= 100 else ".1f"),
+                                             fmt(s["us_lo"], ".0f"), fmt(s["us_hi"], ".0f"))) if s else "–"
+        ratio = "%.2f" % (e["us"] / n["us"]) if e and n and n["us"] == n["us"] and n["us"] else "–"
+        g = "–"
+        if goal and e:
+            g = "≤ %s %s" % (format(goal, ","), "✓" if e["us"] <= goal else "✗")
+        pct = lambda s, k: (fmt(s[k], ".0f") + "%") if s else "–"
+        rate = lambda s: fmt(s["rps"], ".0f") if s else "–"
+        print("| %s | %s | %s | %s | %s | %s | %s | %s / %s | %s / %s | %s / %s | %s / %s | %s |" % (
+            case, tool, unit, span(e), span(n), ratio, g, rate(e), rate(n), pct(e, "srv"), pct(n, "srv"),
+            tls_check(E, case, e), tls_check(N, case, n), pct(e, "pre"), pct(n, "pre"),
+            "/".join(str(s["n"]) if s else "0" for s in (e, n))))
+    print()
+    for case in tcases:
+        print("- `%s`: %s." % (case, TLS.get(case, ("", "", None, "?"))[3]))
+    print("- cipher: the one the case's client got. h2load lists AES-128-GCM first; wrk and s_time use OpenSSL's "
+          "default client order (AES-256-GCM first), which nginx follows by default (`ssl_prefer_server_ciphers off`) "
+          "while edge applies its own order (AES-128-GCM first).")
+    for case in tcases:
+        per = []
+        for lab in (E, N):
+            rs = res[case].get(lab, [])
+            if rs:
+                per.append("%s %s" % (lab, ", ".join(fmt(us_per_req(r), ".0f" if us_per_req(r) >= 100 else ".1f") for r in rs)))
+        extra = ""
+        if case == "tls_hs_new":
+            # run.sh's own formula divides by a wall time that includes its parsing after h2load
+            # exits (python3 etc.): for a sub-second burst it reads low. Shown for comparison.
+            f = lambda rs: med([1e6 / (num(r["rps"]) / (num(r["srv_cpu"]) / 100)) for r in rs
+                                if num(r.get("rps")) > 0 and num(r.get("srv_cpu")) > 0])
+            extra = " (run.sh's rps×srv_cpu formula: %s)" % ", ".join(
+                "%s %s" % (lab, fmt(f(res[case].get(lab, [])), ".0f")) for lab in (E, N) if res[case].get(lab))
+        print("- `%s` per run, µs: %s%s" % (case, "; ".join(per), extra))
 
 if mem or memidle:
     print()
