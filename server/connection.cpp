@@ -70,7 +70,6 @@ Connection::Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned
   }
   llhttp_init(&parser_, HTTP_REQUEST, &settings());
   parser_.data = this;
-  out_.reserve(4096);
 }
 
 Connection::~Connection() = default;
@@ -570,6 +569,7 @@ void Connection::process() {
         buf_.reset();
         start_ = end_ = 0;
       }
+      if (out_.empty() && out_.capacity()) w_.give_output(out_);
       if (close_when_idle_) {
         close();
         return;
@@ -729,6 +729,7 @@ void Connection::finish_response() {
   if (close_when_idle_ || r.close) closing_ = true;
   if (!keep_alive_) closing_ = true;
   if (closing_) keep_alive_ = false;
+  if (out_.capacity() < 1024) w_.take_output(out_);  // an idle connection holds no output buffer
   serialize_head(route_);
   answered_ = true;
   bool no_body =

@@ -50,6 +50,23 @@ class Worker : public http::Scheduler {
     return scratch_.get();
   }
 
+  // Output buffers move between connections so idle ones hold none (swap: no allocation).
+  void take_output(std::string& out) {
+    if (outputs_.empty()) {
+      out.reserve(4096);
+      return;
+    }
+    out.swap(outputs_.back());
+    outputs_.pop_back();
+  }
+  void give_output(std::string& out) {
+    if (outputs_.size() >= 256 || out.capacity() > 256 * 1024) {
+      std::string().swap(out);
+      return;
+    }
+    outputs_.emplace_back();
+    outputs_.back().swap(out);
+  }
   std::unique_ptr<http::Exchange> take_exchange();
   void give_exchange(std::unique_ptr<http::Exchange> ex);
 
@@ -86,6 +103,7 @@ class Worker : public http::Scheduler {
   std::vector<std::unique_ptr<char[]>> buffers_;
   std::vector<std::unique_ptr<http::Exchange>> exchanges_;
   std::unique_ptr<char[]> scratch_;
+  std::vector<std::string> outputs_;
   std::uint64_t id_seed_ = 0;
   std::uint64_t id_counter_ = 0;
   bool stopping_ = false;
