@@ -375,7 +375,12 @@ http::Coding StaticHandler::pick_coding(http::Exchange& ex,
         }
         data.resize(got);
       }
-      std::string out = compress_all(key.coding, data, level);
+      std::string out;
+      try {
+        out = compress_all(key.coding, data, level);
+      } catch (const std::exception&) {
+        out.clear();  // a codec failure (a bug, not an input problem): serve the identity
+      }
       if (data.size() != keep->size || out.size() + 32 >= data.size())
         out.clear();  // no gain: identity
       store->put(key, SealedBytes::make(out));

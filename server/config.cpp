@@ -404,7 +404,11 @@ class Loader {
         if (auto* e = h.get("max_age")) {
           if (e->is_string() && str(*e, "max_age").ends_with("y")) {
             std::string y = str(*e, "max_age");
-            p.hsts_max_age = std::stoull(y.substr(0, y.size() - 1)) * 31536000ULL;
+            std::uint64_t years = 0;
+            if (y.size() < 2 || y.size() > 4 || !parse_size(y.substr(0, y.size() - 1), years))
+              fail(*e,
+                   "max_age must be a duration such as \"2y\", \"365d\" or a number of seconds");
+            p.hsts_max_age = years * 31536000ULL;
           } else {
             p.hsts_max_age = static_cast<std::uint64_t>(duration(*e, "max_age").count() / 1000);
           }

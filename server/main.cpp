@@ -71,6 +71,9 @@ int main(int argc, char** argv) {
   } catch (const edge::ConfigError& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
+  } catch (const std::exception& e) {  // a loader bug must still not take a running setup down
+    std::fprintf(stderr, "%s: %s\n", config_path.c_str(), e.what());
+    return 1;
   }
   if (check) {
     std::printf("%s", cfg->describe().c_str());
