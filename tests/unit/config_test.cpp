@@ -145,3 +145,15 @@ TEST(ConfigValues, DurationsAndSizes) {
   EXPECT_EQ(v, 1048576u);
   EXPECT_FALSE(edge::parse_size("1x", v));
 }
+
+TEST_F(ConfigTest, SecurityHeaderErrorsNameTheirLine) {
+  std::string err = load(
+      "[security_headers]\nhsts = { max_age = \"xy\" }\n[[listen]]\naddress = \"127.0.0.1:0\"\n");
+  EXPECT_EQ(err.rfind(where(2) + "max_age", 0), 0u) << err;
+  EXPECT_EQ(
+      load(
+          "[security_headers]\nhsts = { max_age = \"2y\" }\n[[listen]]\naddress = \"127.0.0.1:0\"\n"
+          "[[route]]\nhealth = true\n"),
+      "");
+  EXPECT_EQ(cfg_->security.hsts_max_age, 63072000u);
+}
