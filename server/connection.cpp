@@ -633,7 +633,7 @@ void Connection::redirect_to_https(int port) {
         host_ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '-' || c == ':' || c == '[' || c == ']');
   if (!host_ok) {
-    respond_error(400, false);
+    respond_error(400, req.has_body);  // an unread body must not be taken for the next request
     return;
   }
   // 301 for GET/HEAD (what every client follows); 308 keeps the method and body of the rest.
