@@ -47,8 +47,6 @@ std::string csp_value(const CspDirectives& csp, bool tls) {
   return v;
 }
 
-namespace {
-
 void set_header(HeaderPairs& h, const std::string& name, const std::string& value) {
   for (auto& [n, v] : h) {
     if (http::iequals(n, name)) {
@@ -59,22 +57,24 @@ void set_header(HeaderPairs& h, const std::string& name, const std::string& valu
   h.emplace_back(name, value);
 }
 
-}  // namespace
+void merge_csp(CspDirectives& csp, const CspDirectives& changes) {
+  for (const auto& [name, sources] : changes) {
+    bool found = false;
+    for (auto& d : csp) {
+      if (d.first == name) {
+        d.second = sources;
+        found = true;
+      }
+    }
+    if (!found) csp.emplace_back(name, sources);
+  }
+}
 
 HeaderPairs route_headers(const SecurityPolicy& policy, const RouteSecurity& route, bool tls) {
   HeaderPairs out;
   if (policy.enabled && route.enabled) {
     CspDirectives csp = policy.csp;
-    for (const auto& [name, sources] : route.csp) {
-      bool found = false;
-      for (auto& d : csp) {
-        if (d.first == name) {
-          d.second = sources;
-          found = true;
-        }
-      }
-      if (!found) csp.emplace_back(name, sources);
-    }
+    merge_csp(csp, route.csp);
     std::erase_if(csp, [](const auto& d) {
       return d.second.empty() && d.first != "upgrade-insecure-requests" &&
              d.first != "block-all-mixed-content";

@@ -34,6 +34,13 @@ struct RouteSecurity {
   std::vector<std::string> remove;  // preset headers this route drops
 };
 
+// Replaces the header of that name (case-insensitive), or appends it.
+void set_header(HeaderPairs& headers, const std::string& name, const std::string& value);
+
+// Replaces each directive of `changes` in `csp`, or appends it (an empty source list stays empty:
+// callers drop those as their rules say).
+void merge_csp(CspDirectives& csp, const CspDirectives& changes);
+
 // The CSP header value. `tls` adds upgrade-insecure-requests (on plain HTTP it would send the
 // browser to an https:// that may not exist).
 std::string csp_value(const CspDirectives& csp, bool tls);

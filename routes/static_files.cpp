@@ -56,6 +56,17 @@ int open_in_root(int root_fd, const std::string& real_root, const char* rel,
   return -1;
 }
 
+constexpr std::size_t kMaxName = 4096;
+
+// The root-relative path as a C string ("" is the root itself, "."); false when too long.
+bool c_name(std::string_view rel, char (&out)[kMaxName]) {
+  if (rel.size() >= kMaxName) return false;
+  if (rel.empty()) rel = ".";
+  std::memcpy(out, rel.data(), rel.size());
+  out[rel.size()] = '\0';
+  return true;
+}
+
 std::int64_t mtime_ns_of(const struct stat& st) {
   return static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
 }
@@ -121,11 +132,8 @@ bool has_dot_segment(std::string_view path) {
 
 std::shared_ptr<FileEntry> FileCache::load(std::string_view rel) const {
   auto e = std::make_shared<FileEntry>();
-  char name[4096];
-  if (rel.size() >= sizeof name) return e;
-  if (rel.empty()) rel = ".";
-  std::memcpy(name, rel.data(), rel.size());
-  name[rel.size()] = '\0';
+  char name[kMaxName];
+  if (!c_name(rel, name)) return e;
   int fd = open_in_root(root_fd_, real_root_, name, opts_.symlinks);
   if (fd < 0) {
     e->type = errno == EACCES ? FileEntry::Type::kForbidden : FileEntry::Type::kMissing;
@@ -213,11 +221,8 @@ std::shared_ptr<FileEntry> FileCache::load(std::string_view rel) const {
 }
 
 bool FileCache::unchanged(const FileEntry& e, std::string_view rel) const {
-  char name[4096];
-  if (rel.size() >= sizeof name) return false;
-  if (rel.empty()) rel = ".";
-  std::memcpy(name, rel.data(), rel.size());
-  name[rel.size()] = '\0';
+  char name[kMaxName];
+  if (!c_name(rel, name)) return false;
   int fd = open_in_root(root_fd_, real_root_, name, opts_.symlinks);
   if (fd < 0) return e.type == FileEntry::Type::kMissing && errno != EACCES;
   struct stat st;

@@ -424,28 +424,13 @@ class Loader {
     }
     if (auto* n = t.get("csp")) {
       // The preset's directives are kept unless named here.
-      for (auto& [name, sources] : csp_table(*n)) {
-        bool found = false;
-        for (auto& d : p.csp)
-          if (d.first == name) {
-            d.second = sources;
-            found = true;
-          }
-        if (!found) p.csp.emplace_back(name, sources);
-      }
+      routes::merge_csp(p.csp, csp_table(*n));
       std::erase_if(p.csp, [](const auto& d) { return d.second.empty(); });
     }
     if (auto* n = t.get("csp_report_only")) p.csp_report_only = boolean(*n, "csp_report_only");
     if (auto* n = t.get("headers")) {
-      for (auto& [name, value] : header_table(*n, "headers")) {
-        bool found = false;
-        for (auto& h : p.headers)
-          if (http::iequals(h.first, name)) {
-            h.second = value;
-            found = true;
-          }
-        if (!found) p.headers.emplace_back(name, value);
-      }
+      for (auto& [name, value] : header_table(*n, "headers"))
+        routes::set_header(p.headers, name, value);
     }
     if (auto* n = t.get("remove")) {
       for (const auto& name : header_names(*n, "remove"))

@@ -95,8 +95,7 @@ void Connection::start() {
   uv_poll_init(w_.loop(), &poll_, fd_);
   poll_.data = this;
   w_.link(this);
-  deadline_ms_ =
-      w_.now_ms() + static_cast<std::uint64_t>(w_.config()->server.header_timeout.count());
+  expire_in(w_.config()->server.header_timeout);
   update_poll();
 }
 
@@ -196,9 +195,9 @@ void Connection::note_input() {
   const ServerConfig& sc = w_.config()->server;
   if (phase_ == Phase::kHead && !head_started_ && start_ == end_) {
     head_started_ = true;
-    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.header_timeout.count());
+    expire_in(sc.header_timeout);
   } else if (phase_ == Phase::kBody) {
-    deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.header_timeout.count());
+    expire_in(sc.header_timeout);
   }
 }
 
@@ -805,7 +804,7 @@ bool Connection::flush() {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.send_timeout.count());
+        expire_in(sc.send_timeout);
         return false;
       }
       close();
@@ -826,6 +825,10 @@ bool Connection::flush() {
   return true;
 }
 
+void Connection::expire_in(std::chrono::milliseconds d) {
+  deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(d.count());
+}
+
 void Connection::await_next_request() {
   answered_ = false;
   // A response went out in full: the connection waits for the next request. (Reads alone never
@@ -834,7 +837,7 @@ void Connection::await_next_request() {
   bool partial = start_ < end_;
   head_started_ = partial;
   auto t = partial ? sc.header_timeout : sc.keepalive_timeout;
-  deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(t.count());
+  expire_in(t);
 }
 
 ssize_t Connection::send_ciphertext() {
@@ -898,7 +901,7 @@ bool Connection::flush_tls() {
     if (tls_->pending_out_size() == 0) break;
     if (send_ciphertext() < 0) {
       if (errno == EAGAIN) {
-        deadline_ms_ = w_.now_ms() + static_cast<std::uint64_t>(sc.send_timeout.count());
+        expire_in(sc.send_timeout);
         return false;
       }
       close();
@@ -921,7 +924,7 @@ void Connection::start_linger() {
   }
   ::shutdown(fd_, SHUT_WR);
   phase_ = Phase::kLinger;
-  deadline_ms_ = w_.now_ms() + kLingerMs;
+  expire_in(std::chrono::milliseconds(kLingerMs));
   if (poll_events_ != UV_READABLE) {
     poll_events_ = UV_READABLE;
     uv_poll_start(&poll_, UV_READABLE, on_poll);

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <uv.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -54,7 +55,9 @@ class Connection {
   bool flush_tls();
   bool write_tls_out();
   ssize_t send_ciphertext();  // one writev of queued ciphertext; errno set when < 0
-  void await_next_request();  // best effort, for alerts and close_notify
+  void await_next_request();
+  void expire_in(std::chrono::milliseconds d);  // the connection's next timeout check  // best
+                                                // effort, for alerts and close_notify
   void on_writable();
   void process();
   // Scans the request head for its end and for line-ending errors; returns the head length,
