@@ -25,13 +25,25 @@ void HealthHandler::handle(http::Exchange& ex) const {
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   double uptime =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  nlohmann::ordered_json checks = nlohmann::ordered_json::object();
+  bool healthy = true;
+  for (const auto& pool : pools_) {
+    std::size_t up = pool->available_count();
+    if (up > 0) {
+      checks[pool->name] = "OK";
+    } else {
+      healthy = false;
+      checks[pool->name] =
+          "FAIL: no healthy server (0/" + std::to_string(pool->servers.size()) + " up)";
+    }
+  }
   nlohmann::ordered_json doc = {
-      {"status", "OK"},
+      {"status", healthy ? "OK" : "ERROR"},
       {"timestamp", ts},
       {"uptime", static_cast<double>(static_cast<long long>(uptime * 1000)) / 1000.0},
       {"version", version_},
-      {"checks", nlohmann::ordered_json::object()}};
-  ex.set_text(200, "application/json", doc.dump());
+      {"checks", checks}};
+  ex.set_text(healthy ? 200 : 503, "application/json", doc.dump());
   ex.resp.cache_control = "no-store";
 }
 

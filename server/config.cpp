@@ -3,20 +3,24 @@
 #include "server/config.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <toml++/toml.h>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <set>
 #include <sstream>
 
 #include "routes/health.h"
+#include "routes/proxy.h"
 #include "routes/redirect.h"
 #include "routes/static_files.h"
 #include "server/http/content_coding.h"
 #include "server/http/token.h"
+#include "tls/client_context.h"
 #include "tls/self_signed.h"
 
 namespace edge {
@@ -105,7 +109,8 @@ class Loader {
   void load_server(const toml::table& t, ServerConfig& s) const {
     check_keys(t, "[server]",
                {"workers", "grace_period", "header_timeout", "keepalive_timeout", "send_timeout",
-                "max_request_line", "max_header_bytes", "max_headers", "server_header"});
+                "max_request_line", "max_header_bytes", "max_headers", "server_header",
+                "trusted_proxies"});
     if (auto* n = t.get("workers")) {
       long long w = 0;
       if (n->is_integer()) {
@@ -136,6 +141,15 @@ class Loader {
     if (auto* n = t.get("max_header_bytes")) s.max_header_bytes = size(*n, "max_header_bytes");
     if (auto* n = t.get("max_headers")) s.max_headers = size(*n, "max_headers");
     if (auto* n = t.get("server_header")) s.server_header = str(*n, "server_header");
+    if (auto* n = t.get("trusted_proxies")) {
+      for (const std::string& r : strings(*n, "trusted_proxies")) {
+        auto range = http::IpRange::parse(r);
+        if (!range)
+          fail(*n, "trusted_proxies: \"" + r +
+                       "\" is not an address or a CIDR range such as 10.0.0.0/8 or 2400:cb00::/32");
+        s.trusted_proxies.add(*range);
+      }
+    }
     if (s.header_timeout.count() <= 0)
       fail(*t.get("header_timeout"), "header_timeout must be positive");
     if (s.max_request_line < 64)
@@ -497,15 +511,185 @@ class Loader {
     levels("static_levels", c.static_levels);
   }
 
+  // "127.0.0.1:5000", "[::1]:5000", "api.internal:8080" (resolved now, first address).
+  void resolve(const toml::node& n, http::UpstreamServer& s) const {
+    std::string a = s.address;
+    std::string host, port;
+    if (a.starts_with("[")) {
+      std::size_t close = a.find(']');
+      if (close == std::string::npos || close + 1 >= a.size() || a[close + 1] != ':')
+        fail(n, "server \"" + a + "\" must be host:port, e.g. \"[::1]:5000\"");
+      host = a.substr(1, close - 1);
+      port = a.substr(close + 2);
+    } else {
+      std::size_t colon = a.rfind(':');
+      if (colon == std::string::npos || colon == 0)
+        fail(n, "server \"" + a + "\" must be host:port, e.g. \"127.0.0.1:5000\"");
+      host = a.substr(0, colon);
+      port = a.substr(colon + 1);
+    }
+    char* end = nullptr;
+    long p = std::strtol(port.c_str(), &end, 10);
+    if (port.empty() || *end || p < 1 || p > 65535)
+      fail(n, "server \"" + a + "\": port must be between 1 and 65535");
+    s.host = host;
+    s.port = static_cast<int>(p);
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &res);
+    if (rc != 0 || !res)
+      fail(n, "server \"" + a + "\": cannot resolve " + host + ": " + gai_strerror(rc));
+    std::memcpy(&s.addr, res->ai_addr, res->ai_addrlen);
+    s.addr_len = static_cast<socklen_t>(res->ai_addrlen);
+    freeaddrinfo(res);
+  }
+
+  std::shared_ptr<http::UpstreamPool> load_upstream(const toml::table& t) const {
+    check_keys(t, "[[upstream]]",
+               {"name", "servers", "balance", "keepalive", "keepalive_timeout", "connect_timeout",
+                "header_timeout", "read_timeout", "write_timeout", "tries", "health", "passive",
+                "tls", "server_name", "verify", "ca", "client_cert", "client_key"});
+    auto pool = std::make_shared<http::UpstreamPool>();
+    pool->line = line_of(t);
+    auto* name = t.get("name");
+    if (!name) fail(t, "an [[upstream]] needs a name");
+    pool->name = str(*name, "name");
+    if (pool->name.empty()) fail(*name, "name must not be empty");
+    auto* servers = t.get("servers");
+    if (!servers || !servers->is_array() || servers->as_array()->empty())
+      fail(servers ? *servers : static_cast<const toml::node&>(t),
+           "servers must be a non-empty array such as [\"127.0.0.1:5000\"]");
+    for (auto&& el : *servers->as_array()) {
+      auto s = std::make_unique<http::UpstreamServer>();
+      if (el.is_table()) {
+        const toml::table& st = *el.as_table();
+        check_keys(st, "a server", {"address", "weight"});
+        auto* addr = st.get("address");
+        if (!addr) fail(el, "a server table needs an address");
+        s->address = str(*addr, "address");
+        if (auto* w = st.get("weight")) {
+          if (!w->is_integer() || *w->value<long long>() < 1 || *w->value<long long>() > 1000)
+            fail(*w, "weight must be an integer between 1 and 1000");
+          s->weight = static_cast<unsigned>(*w->value<long long>());
+        }
+      } else {
+        s->address = str(el, "servers");
+      }
+      resolve(el, *s);
+      pool->servers.push_back(std::move(s));
+    }
+    if (pool->servers.size() > 64) fail(*servers, "an upstream has at most 64 servers");
+    if (auto* n = t.get("balance")) {
+      std::string b = str(*n, "balance");
+      if (b == "round_robin")
+        pool->balance = http::UpstreamPool::Balance::kRoundRobin;
+      else if (b == "least_conn")
+        pool->balance = http::UpstreamPool::Balance::kLeastConn;
+      else if (b == "ip_hash")
+        pool->balance = http::UpstreamPool::Balance::kIpHash;
+      else
+        fail(*n, "balance must be \"round_robin\", \"least_conn\" or \"ip_hash\"");
+    }
+    auto count = [&](const char* key, long long lo, long long hi) -> unsigned {
+      const toml::node* n = t.get(key);
+      if (!n->is_integer() || *n->value<long long>() < lo || *n->value<long long>() > hi)
+        fail(*n, std::string(key) + " must be an integer between " + std::to_string(lo) + " and " +
+                     std::to_string(hi));
+      return static_cast<unsigned>(*n->value<long long>());
+    };
+    auto positive = [&](const toml::node& n, const char* key) {
+      auto d = duration(n, key);
+      if (d.count() <= 0) fail(n, std::string(key) + " must be positive");
+      return d;
+    };
+    if (t.contains("keepalive")) pool->keepalive = count("keepalive", 0, 100000);
+    if (t.contains("tries")) pool->tries = count("tries", 1, 64);
+    if (auto* n = t.get("keepalive_timeout"))
+      pool->keepalive_timeout = positive(*n, "keepalive_timeout");
+    if (auto* n = t.get("connect_timeout")) pool->connect_timeout = positive(*n, "connect_timeout");
+    if (auto* n = t.get("header_timeout")) pool->header_timeout = positive(*n, "header_timeout");
+    if (auto* n = t.get("read_timeout")) pool->read_timeout = positive(*n, "read_timeout");
+    if (auto* n = t.get("write_timeout")) pool->write_timeout = positive(*n, "write_timeout");
+    if (auto* n = t.get("health")) {
+      if (!n->is_table())
+        fail(*n, "health must be a table: [upstream.health] path = \"/health\" interval = \"5s\"");
+      const toml::table& h = *n->as_table();
+      check_keys(h, "[upstream.health]", {"path", "interval", "timeout", "rise", "fall"});
+      pool->health_path = "/health";
+      pool->health_interval = std::chrono::seconds(5);
+      if (auto* e = h.get("path")) {
+        pool->health_path = str(*e, "path");
+        if (!pool->health_path.starts_with("/")) fail(*e, "path must start with \"/\"");
+        for (char c : pool->health_path)
+          if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+            fail(*e, "path must not contain spaces or control characters");
+      }
+      if (auto* e = h.get("interval")) pool->health_interval = positive(*e, "interval");
+      if (auto* e = h.get("timeout")) pool->health_timeout = positive(*e, "timeout");
+      auto small = [&](const char* key, int& out) {
+        if (auto* e = h.get(key)) {
+          if (!e->is_integer() || *e->value<long long>() < 1 || *e->value<long long>() > 100)
+            fail(*e, std::string(key) + " must be an integer between 1 and 100");
+          out = static_cast<int>(*e->value<long long>());
+        }
+      };
+      small("rise", pool->rise);
+      small("fall", pool->fall);
+    }
+    bool tls = false;
+    if (auto* n = t.get("tls")) tls = boolean(*n, "tls");
+    if (!tls) {
+      for (auto k : {"server_name", "verify", "ca", "client_cert", "client_key"})
+        if (auto* n = t.get(k)) fail(*n, std::string(k) + " only applies with tls = true");
+    } else {
+      tls::ClientOptions o;
+      if (auto* n = t.get("verify")) o.verify = boolean(*n, "verify");
+      auto file = [&](const char* key, std::string& out) {
+        auto* n = t.get(key);
+        if (!n) return;
+        out = path(*n, key);
+        if (access(out.c_str(), R_OK) != 0)
+          fail(*n, std::string(key) + " " + out + " is not readable");
+      };
+      file("ca", o.ca_file);
+      file("client_cert", o.cert_file);
+      file("client_key", o.key_file);
+      if (o.cert_file.empty() != o.key_file.empty())
+        fail(t, "client_cert and client_key go together");
+      if (auto* n = t.get("server_name")) pool->tls_server_name = str(*n, "server_name");
+      try {
+        pool->tls = tls::ClientContext::create(o);
+      } catch (const std::exception& e) {
+        fail(*t.get("tls"), e.what());
+      }
+    }
+    if (auto* n = t.get("passive")) {
+      if (!n->is_table()) fail(*n, "passive must be a table: [upstream.passive] max_fails = 3");
+      const toml::table& h = *n->as_table();
+      check_keys(h, "[upstream.passive]", {"max_fails", "fail_window", "fail_timeout"});
+      if (auto* e = h.get("max_fails")) {
+        if (!e->is_integer() || *e->value<long long>() < 0 || *e->value<long long>() > 1000)
+          fail(*e, "max_fails must be an integer between 0 (off) and 1000");
+        pool->max_fails = static_cast<unsigned>(*e->value<long long>());
+      }
+      if (auto* e = h.get("fail_window")) pool->fail_window = positive(*e, "fail_window");
+      if (auto* e = h.get("fail_timeout")) pool->fail_timeout = positive(*e, "fail_timeout");
+    }
+    return pool;
+  }
+
   routes::Route load_route(const toml::table& t, unsigned workers,
-                           std::chrono::steady_clock::time_point started) const {
+                           std::chrono::steady_clock::time_point started,
+                           const std::vector<std::shared_ptr<http::UpstreamPool>>& pools) const {
     check_keys(
         t, "[[route]]",
-        {"host",         "path",          "prefix",        "regex",         "rewrite",
-         "health",       "root",          "redirect",      "status",        "index",
-         "spa_fallback", "immutable",     "hashed_assets", "cache_control", "dotfiles",
-         "symlinks",     "max_body",      "headers",       "compress",      "security_headers",
-         "csp",          "remove_headers"});
+        {"host",         "path",           "prefix",        "regex",         "rewrite",
+         "health",       "root",           "redirect",      "status",        "index",
+         "spa_fallback", "immutable",      "hashed_assets", "cache_control", "dotfiles",
+         "symlinks",     "max_body",       "headers",       "compress",      "security_headers",
+         "csp",          "remove_headers", "proxy",         "strip_prefix",  "proxy_host",
+         "websocket"});
     routes::Route r;
     r.line = line_of(t);
     if (auto* n = t.get("host")) {
@@ -549,8 +733,13 @@ class Loader {
     if (auto* n = t.get("security_headers")) r.security.enabled = boolean(*n, "security_headers");
     if (auto* n = t.get("csp")) r.security.csp = csp_table(*n);
     int handlers = (t.contains("health") ? 1 : 0) + (t.contains("root") ? 1 : 0) +
-                   (t.contains("redirect") ? 1 : 0);
-    if (handlers != 1) fail(t, "a route needs exactly one handler: root, health or redirect");
+                   (t.contains("redirect") ? 1 : 0) + (t.contains("proxy") ? 1 : 0);
+    if (handlers != 1)
+      fail(t, "a route needs exactly one handler: root, proxy, health or redirect");
+    if (!t.contains("proxy")) {
+      for (auto k : {"strip_prefix", "proxy_host", "websocket"})
+        if (auto* n = t.get(k)) fail(*n, std::string(k) + " only applies to a route with proxy");
+    }
     auto static_only = {"index",         "spa_fallback", "immutable", "hashed_assets",
                         "cache_control", "dotfiles",     "symlinks",  "compress"};
     if (!t.contains("root")) {
@@ -562,10 +751,44 @@ class Loader {
     }
     const toml::node* health_node = t.get("health");
     const toml::node* redirect_node = t.get("redirect");
-    if (health_node) {
+    if (auto* proxy = t.get("proxy")) {
+      routes::ProxyOptions o;
+      std::string name = str(*proxy, "proxy");
+      for (const auto& p : pools)
+        if (p->name == name) o.pool = p;
+      if (!o.pool) {
+        std::string known;
+        for (const auto& p : pools) known += (known.empty() ? "" : ", ") + p->name;
+        fail(*proxy,
+             "proxy = \"" + name + "\" names no [[upstream]]" +
+                 (known.empty() ? std::string(" (none is defined)") : " (defined: " + known + ")"));
+      }
+      if (auto* n = t.get("strip_prefix")) {
+        o.strip_prefix = str(*n, "strip_prefix");
+        if (!o.strip_prefix.starts_with("/")) fail(*n, "strip_prefix must start with \"/\"");
+      }
+      if (auto* n = t.get("proxy_host")) {
+        std::string v = str(*n, "proxy_host");
+        if (v == "pass") {
+          o.host_mode = routes::ProxyOptions::HostMode::kPass;
+        } else if (v == "upstream") {
+          o.host_mode = routes::ProxyOptions::HostMode::kUpstream;
+        } else {
+          for (char c : v)
+            if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f || c == '/' || c == '@')
+              fail(*n, "proxy_host must be \"pass\", \"upstream\" or a host name");
+          if (v.empty()) fail(*n, "proxy_host must not be empty");
+          o.host_mode = routes::ProxyOptions::HostMode::kFixed;
+          o.host = v;
+        }
+      }
+      if (auto* n = t.get("websocket")) o.websocket = boolean(*n, "websocket");
+      if (!t.contains("max_body")) r.max_body = 1 << 20;
+      r.handler = std::make_unique<routes::ProxyHandler>(std::move(o));
+    } else if (health_node) {
       if (!boolean(*health_node, "health"))
         fail(*health_node, "health = false makes no route; remove it");
-      r.handler = std::make_unique<routes::HealthHandler>(EDGE_VERSION, started);
+      r.handler = std::make_unique<routes::HealthHandler>(EDGE_VERSION, started, pools);
     } else if (redirect_node) {
       const toml::node* n2 = redirect_node;
       int status = 301;
@@ -746,7 +969,8 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   cfg->path = path;
   cfg->started = started;
   Loader L(path);
-  L.check_keys(root, "the top level", {"server", "log", "listen", "route", "security_headers"});
+  L.check_keys(root, "the top level",
+               {"server", "log", "listen", "route", "security_headers", "upstream"});
   if (auto* n = root.get("security_headers")) {
     if (!n->is_table()) L.fail(*n, "security_headers must be a table: [security_headers]");
     L.load_security(*n->as_table(), cfg->security);
@@ -767,11 +991,24 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   for (const auto& l : cfg->listeners)
     if (l.port != 0 && !seen.insert({l.host, l.port}).second)
       L.fail(l.line, "address " + l.address + " is listed twice");
+  if (auto* ups = root.get("upstream")) {
+    if (!ups->is_array_of_tables())
+      L.fail(*ups, "upstream must be an array of tables: [[upstream]]");
+    for (auto&& el : *ups->as_array()) {
+      auto pool = L.load_upstream(*el.as_table());
+      for (const auto& p : cfg->upstreams)
+        if (p->name == pool->name)
+          L.fail(pool->line, "upstream \"" + pool->name + "\" is defined twice (first on line " +
+                                 std::to_string(p->line) + ")");
+      pool->index = static_cast<unsigned>(cfg->upstreams.size());
+      cfg->upstreams.push_back(std::move(pool));
+    }
+  }
   auto* routes = root.get("route");
   if (!routes || !routes->is_array_of_tables())
     L.fail(routes ? Loader::line_of(*routes) : 1, "at least one [[route]] is needed");
   for (auto&& el : *routes->as_array()) {
-    routes::Route r = L.load_route(*el.as_table(), cfg->server.workers, started);
+    routes::Route r = L.load_route(*el.as_table(), cfg->server.workers, started, cfg->upstreams);
     r.headers_plain = routes::route_headers(cfg->security, r.security, false);
     r.headers_tls = routes::route_headers(cfg->security, r.security, true);
     cfg->routes.routes().push_back(std::move(r));
@@ -806,8 +1043,24 @@ std::string Config::describe() const {
     o << "\n";
     if (l.tls) o << l.tls->ctx.load()->describe();
   }
+  for (const auto& u : upstreams) {
+    static constexpr const char* kBalance[] = {"round_robin", "least_conn", "ip_hash"};
+    o << "upstream " << u->name << " (" << kBalance[static_cast<int>(u->balance)] << ", keepalive "
+      << u->keepalive << ", tries " << u->tries << "):";
+    for (const auto& sv : u->servers) {
+      o << " " << sv->address;
+      if (sv->weight != 1) o << " weight " << sv->weight;
+    }
+    if (u->health_interval.count() > 0)
+      o << "; health GET " << u->health_path << " every " << u->health_interval.count() << " ms";
+    o << "\n";
+  }
   for (const auto& r : routes.routes()) {
     o << "route (line " << r.line << ") " << r.describe();
+    if (auto* p = dynamic_cast<const routes::ProxyHandler*>(r.handler.get())) {
+      o << " " << p->options().pool->name;
+      if (!p->options().strip_prefix.empty()) o << " strip_prefix " << p->options().strip_prefix;
+    }
     if (auto* s = dynamic_cast<const routes::StaticHandler*>(r.handler.get())) {
       o << " root " << s->options().root;
       if (!s->options().spa_fallback.empty()) o << " spa_fallback " << s->options().spa_fallback;

@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "routes/route_table.h"
+#include "server/http/ip.h"
+#include "server/http/upstream.h"
 #include "tls/tls_context.h"
 
 namespace edge {
@@ -47,6 +49,7 @@ struct ServerConfig {
   std::size_t max_header_bytes = 32 * 1024;
   std::size_t max_headers = 100;
   std::string server_header = "samia-edge";
+  http::IpRanges trusted_proxies;  // peers whose CF-Connecting-IP / X-Forwarded-For are believed
 };
 
 struct LogConfig {
@@ -62,6 +65,7 @@ struct Config {
   std::vector<ListenConfig> listeners;
   routes::SecurityPolicy security;
   routes::RouteTable routes;
+  std::vector<std::shared_ptr<http::UpstreamPool>> upstreams;  // [[upstream]], in file order
   std::chrono::steady_clock::time_point started;
 
   // Human-readable summary of listeners and routes (for --check).

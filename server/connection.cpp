@@ -17,8 +17,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "routes/proxy.h"
 #include "routes/route_table.h"
 #include "server/config.h"
+#include "server/http/ip.h"
 #include "server/http/path.h"
 #include "server/http/status.h"
 #include "server/worker.h"
@@ -57,7 +59,7 @@ void extend(std::string_view& v, const char* at, std::size_t len) {
 }  // namespace
 
 Connection::Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener)
-    : w_(w), fd_(fd), listener_(listener) {
+    : w_(w), fd_(fd), listener_(listener), peer_(peer) {
   if (peer.ss_family == AF_INET6) {
     const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
     inet_ntop(AF_INET6, &a->sin6_addr, client_ip_, sizeof client_ip_);
@@ -104,11 +106,30 @@ void Connection::update_poll() {
   int want;
   if (output_pending())
     want = UV_WRITABLE;  // backpressure: read no more until the output drains
+  else if (reading_paused())
+    want = 0;
   else
     want = UV_READABLE;
   if (want != poll_events_) {
     poll_events_ = want;
-    uv_poll_start(&poll_, want, on_poll);
+    if (want)
+      uv_poll_start(&poll_, want, on_poll);
+    else
+      uv_poll_stop(&poll_);
+  }
+}
+
+bool Connection::reading_paused() const {
+  switch (phase_) {
+    case Phase::kBody:
+    case Phase::kTunnel:
+      return proxying_ && proxy_->request_backlogged();
+    case Phase::kWait:
+      // Reading on only notices a client that leaves; pipelined bytes wait in the buffer. TLS
+      // would decrypt into a buffer without bound: not read until the response is done.
+      return tls_ != nullptr || (buf_ && end_ == cap_);
+    default:
+      return false;
   }
 }
 
@@ -125,6 +146,8 @@ void Connection::on_poll(uv_poll_t* p, int status, int events) {
 void Connection::close() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
+  if (proxy_) proxy_->abort();
+  proxying_ = streaming_ = false;
   w_.unlink(this);
   if (buf_ && !big_buf_) w_.give_buffer(std::move(buf_));
   buf_.reset();
@@ -148,6 +171,15 @@ void Connection::close_when_idle() {
 
 void Connection::check_timeout(std::uint64_t now_ms) {
   if (phase_ == Phase::kClosed || deadline_ms_ == 0 || now_ms < deadline_ms_) return;
+  if (phase_ == Phase::kWait || phase_ == Phase::kTunnel ||
+      (phase_ == Phase::kBody && proxying_ && proxy_->request_backlogged())) {
+    // The upstream's timeouts govern; only a client that stopped reading is cut here.
+    if (output_pending())
+      close();
+    else
+      deadline_ms_ = 0;
+    return;
+  }
   if (phase_ == Phase::kLinger || output_pending()) {
     close();
   } else if (head_started_ || phase_ == Phase::kBody) {
@@ -166,7 +198,9 @@ bool Connection::make_room() {
     big_buf_ = false;
     start_ = end_ = scan_ = line_start_ = head_end_ = 0;
   }
+  if (phase_ == Phase::kTunnel && start_ == end_) start_ = end_ = 0;
   if (end_ < cap_) return true;
+  if (phase_ == Phase::kWait || phase_ == Phase::kTunnel) return false;  // views point into it
   if (phase_ == Phase::kBody) {
     start_ = end_ = head_end_;  // body bytes were consumed; keep only the head the views use
   } else if (start_ > 0) {
@@ -218,6 +252,10 @@ void Connection::on_readable() {
     return;
   }
   if (!make_room()) {
+    if (phase_ == Phase::kWait || phase_ == Phase::kTunnel) {
+      update_poll();
+      return;
+    }
     if (phase_ != Phase::kClosed) process();
     return;
   }
@@ -294,6 +332,7 @@ void Connection::on_writable() {
     return;
   }
   if (phase_ == Phase::kClosed || phase_ == Phase::kLinger) return;
+  if (proxying_) proxy_->client_drained();
   process();  // pipelined requests waiting behind the output
 }
 
@@ -409,13 +448,14 @@ int Connection::on_headers_complete(llhttp_t* p) {
   return 0;
 }
 
-int Connection::on_body(llhttp_t* p, const char*, std::size_t len) {
+int Connection::on_body(llhttp_t* p, const char* at, std::size_t len) {
   auto* c = static_cast<Connection*>(p->data);
-  c->body_seen_ += len;  // no handler reads bodies yet: counted and dropped
+  c->body_seen_ += len;
   if (c->route_ && c->body_seen_ > c->route_->max_body) {
     c->parse_status_ = 413;
     return -1;
   }
+  if (c->proxying_) c->proxy_->request_body(at, len);  // others drop it
   return 0;
 }
 
@@ -433,6 +473,7 @@ bool Connection::parse_head(std::size_t head_len) {
   ex.worker_id = w_.id();
   ex.scheduler = &w_;
   ex.req.client_ip = client_ip_;
+  ex.req.peer_ip = client_ip_;
   ex.req.tls = tls_ != nullptr;
   const char* head = buf_.get() + start_;
   llhttp_errno_t err = llhttp_execute(&parser_, head, head_len);
@@ -482,6 +523,7 @@ bool Connection::parse_head(std::size_t head_len) {
   http::split_target(target, path, query);
   req.raw_path = path;
   req.query = query;
+  resolve_client_ip();
   std::string_view rid = req.headers.get("X-Request-Id");
   if (request_id_ok(rid)) {
     req.request_id = rid;
@@ -517,7 +559,13 @@ bool Connection::parse_head(std::size_t head_len) {
 }
 
 void Connection::process() {
-  while (phase_ == Phase::kHead || phase_ == Phase::kBody) {
+  struct Guard {
+    bool& flag;
+    bool was;
+    explicit Guard(bool& f) : flag(f), was(f) { f = true; }
+    ~Guard() { flag = was; }
+  } guard(processing_);
+  while (phase_ == Phase::kHead || phase_ == Phase::kBody || phase_ == Phase::kTunnel) {
     if (body_.kind != http::Body::Kind::kNone || out_.size() - out_off_ > kOutHighWater) {
       if (!flush()) break;
       if (phase_ == Phase::kClosed || phase_ == Phase::kLinger) return;
@@ -534,19 +582,34 @@ void Connection::process() {
         break;
       }
       if (!parse_head(static_cast<std::size_t>(r))) break;
+      if (route_ && route_->handler->streams()) {
+        start_proxy();
+        continue;
+      }
       if (message_done_) {
         dispatch();
       } else {
         phase_ = Phase::kBody;
         if (start_ == end_) start_ = end_ = head_end_;
       }
+    } else if (phase_ == Phase::kTunnel) {
+      if (start_ == end_ && !refill_from_tls()) break;
+      if (proxy_->request_backlogged()) break;
+      proxy_->tunnel_from_client(buf_.get() + start_, end_ - start_);
+      start_ = end_ = 0;
     } else {
+      if (proxying_ && proxy_->request_backlogged()) break;
       if (start_ == end_ && !refill_from_tls()) break;
       const char* data = buf_.get() + start_;
       llhttp_errno_t err = llhttp_execute(&parser_, data, end_ - start_);
       if (err == HPE_PAUSED) {
         start_ += static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
-        dispatch();
+        if (proxying_) {
+          proxy_->request_body_end();
+          phase_ = Phase::kWait;
+        } else {
+          dispatch();
+        }
       } else if (err == HPE_OK) {
         start_ = end_ = head_end_;  // body bytes consumed and dropped
       } else {
@@ -593,6 +656,14 @@ void Connection::dispatch() {
 }
 
 void Connection::respond_error(int status, bool close_after) {
+  if (proxying_) {
+    proxy_->abort();
+    proxying_ = false;
+    if (streaming_) {  // a response is half sent: nothing else can follow on this connection
+      close();
+      return;
+    }
+  }
   if (!ex_) ex_ = w_.take_exchange();
   http::Exchange& ex = *ex_;
   if (ex.req.request_id.empty()) {
@@ -668,8 +739,12 @@ void Connection::serialize_head(const routes::Route* route) {
     o.append(r.content_type);
   }
   if (r.status != 304 && r.status != 204 && r.status >= 200) {
-    o.append("\r\nContent-Length: ");
-    append_num(o, r.body.size());
+    if (r.body.kind != http::Body::Kind::kStream || r.body.length != http::Body::kUnknownLength) {
+      o.append("\r\nContent-Length: ");
+      append_num(o, r.body.size());
+    } else if (stream_chunked_) {
+      o.append("\r\nTransfer-Encoding: chunked");
+    }
   }
   if (!r.etag.empty()) {
     o.append("\r\nETag: ");
@@ -715,7 +790,9 @@ void Connection::serialize_head(const routes::Route* route) {
   }
   o.append("\r\nX-Request-Id: ");
   o.append(ex.req.request_id);
-  if (closing_ || !keep_alive_)
+  if (r.status == 101)
+    ;  // the upstream's Connection: upgrade went with its headers
+  else if (closing_ || !keep_alive_)
     o.append("\r\nConnection: close");
   else if (ex.req.version_minor == 0)
     o.append("\r\nConnection: keep-alive");
@@ -743,19 +820,23 @@ void Connection::finish_response() {
       body_sent_ = 0;
     }
   }
-  AccessLog& log = w_.access_log();
-  if (log.enabled()) {
-    double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ex.started)
-            .count();
-    log.record(ex, r.status, body_bytes, ms);
-  }
+  log_exchange(r.status, body_bytes);
   if (body_.kind == http::Body::Kind::kNone) release_exchange();
   begin_message();
 }
 
+void Connection::log_exchange(int status, std::uint64_t bytes) {
+  AccessLog& log = w_.access_log();
+  if (!log.enabled()) return;
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ex_->started)
+          .count();
+  log.record(*ex_, status, bytes, ms);
+}
+
 void Connection::release_exchange() {
   if (!ex_) return;
+  ex_->forward.reset();
   ex_->req.reset();
   ex_->resp.reset();
   w_.give_exchange(std::move(ex_));
@@ -929,6 +1010,134 @@ void Connection::start_linger() {
     poll_events_ = UV_READABLE;
     uv_poll_start(&poll_, UV_READABLE, on_poll);
   }
+}
+
+// ---- Proxied exchanges ----------------------------------------------------------------------
+
+void Connection::resolve_client_ip() {
+  const Config& cfg = *w_.config();
+  http::Request& req = ex_->req;
+  if (cfg.server.trusted_proxies.empty()) return;
+  req.peer_trusted = cfg.server.trusted_proxies.contains(http::IpAddress::from(peer_));
+  if (!req.peer_trusted) return;
+  std::string_view ip =
+      http::forwarded_client(req.headers, cfg.server.trusted_proxies, ex_->scratch);
+  if (ip.empty()) return;
+  ex_->ip_buf.assign(ip);
+  req.client_ip = ex_->ip_buf;
+}
+
+void Connection::start_proxy() {
+  http::Exchange& ex = *ex_;
+  // A refused Upgrade is answered normally, then the connection closes (set in parse_head).
+  keep_alive_ = keep_alive_ && llhttp_should_keep_alive(&parser_);
+  ex.forward.reset();
+  route_->handler->handle(ex);
+  bool body_follows = !message_done_;
+  if (!ex.forward.pool) {  // answered here (405 …): an unread body makes the connection unusable
+    if (body_follows) closing_ = true;
+    finish_response();
+    return;
+  }
+  if (!proxy_) proxy_ = std::make_unique<ProxySession>(w_, *this);
+  proxying_ = true;
+  streaming_ = stream_chunked_ = false;
+  stream_bytes_ = 0;
+  deadline_ms_ = 0;
+  phase_ = body_follows ? Phase::kBody : Phase::kWait;
+  if (body_follows && start_ == end_) start_ = end_ = head_end_;
+  proxy_->start(ex, route_, body_follows, (parser_.flags & F_CHUNKED) != 0);
+  if (phase_ == Phase::kBody && proxying_) expire_in(w_.config()->server.header_timeout);
+}
+
+bool Connection::proxy_head() {
+  http::Exchange& ex = *ex_;
+  http::Response& r = ex.resp;
+  bool no_body =
+      ex.req.method == http::Method::kHead || r.status == 304 || r.status == 204 || r.status < 200;
+  if (!no_body && r.body.length == http::Body::kUnknownLength) {
+    if (ex.req.version_minor == 0)
+      keep_alive_ = false;  // HTTP/1.0: the end of the body is the end of the connection
+    else
+      stream_chunked_ = true;
+  }
+  if (close_when_idle_) closing_ = true;
+  if (!keep_alive_ && r.status != 101) closing_ = true;
+  if (out_.capacity() < 1024) w_.take_output(out_);
+  serialize_head(route_);
+  streaming_ = true;
+  flush();
+  return phase_ != Phase::kClosed;
+}
+
+bool Connection::proxy_body(const char* data, std::size_t len, bool& backlogged) {
+  if (phase_ == Phase::kClosed) return false;
+  if (stream_chunked_) {
+    char hex[20];
+    auto r = std::to_chars(hex, hex + sizeof hex, len, 16);
+    out_.append(hex, static_cast<std::size_t>(r.ptr - hex)).append("\r\n");
+    out_.append(data, len).append("\r\n");
+  } else {
+    out_.append(data, len);
+  }
+  stream_bytes_ += len;
+  if (!flush()) update_poll();
+  if (phase_ == Phase::kClosed) return false;
+  backlogged = out_.size() - out_off_ > kOutHighWater;
+  return true;
+}
+
+void Connection::proxy_end() {
+  if (phase_ == Phase::kClosed) return;
+  proxying_ = false;
+  if (phase_ == Phase::kTunnel) {  // either side closed, or the tunnel idled out
+    closing_ = true;
+    keep_alive_ = false;
+    phase_ = Phase::kWait;
+    if (!processing_) process();
+    return;
+  }
+  if (stream_chunked_) out_.append("0\r\n\r\n");
+  streaming_ = stream_chunked_ = false;
+  log_exchange(ex_->resp.status, stream_bytes_);
+  if (phase_ == Phase::kBody) closing_ = true;  // answered before the body ended: not read
+  if (!keep_alive_) closing_ = true;
+  answered_ = true;
+  release_exchange();
+  begin_message();
+  if (!processing_) process();
+}
+
+void Connection::proxy_fail(int status) {
+  if (phase_ == Phase::kClosed) return;
+  proxying_ = false;
+  if (streaming_) {  // the head went out: cut the connection so the client sees the truncation
+    close();
+    return;
+  }
+  routes::proxy_error(*ex_, status);
+  if (phase_ == Phase::kBody) closing_ = true;
+  finish_response();
+  if (!processing_) process();
+}
+
+bool Connection::proxy_upgraded() {
+  log_exchange(101, 0);
+  streaming_ = false;
+  phase_ = Phase::kTunnel;
+  deadline_ms_ = 0;
+  // Bytes the client sent after its request belong to the new protocol.
+  if (start_ < end_) proxy_->tunnel_from_client(buf_.get() + start_, end_ - start_);
+  start_ = end_ = 0;
+  release_exchange();
+  update_poll();
+  return phase_ != Phase::kClosed;
+}
+
+void Connection::proxy_request_drained() {
+  if (phase_ == Phase::kClosed || processing_) return;
+  update_poll();
+  if ((phase_ == Phase::kBody || phase_ == Phase::kTunnel) && start_ < end_) process();
 }
 
 }  // namespace edge

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "server/http/exchange.h"
+#include "server/proxy_session.h"
 #include "tls/tls_transport.h"
 
 namespace edge {
@@ -20,7 +21,7 @@ namespace routes {
 struct Route;
 }
 
-class Connection {
+class Connection : public ProxyClient {
  public:
   Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener);
   void start();
@@ -34,8 +35,18 @@ class Connection {
   Connection* next = nullptr;
 
  private:
-  enum class Phase : unsigned char { kHead, kBody, kLinger, kClosed };
-  ~Connection();
+  // kWait: a proxied request is complete (or its body is not wanted) and the response is on its
+  // way from the upstream; kTunnel: bytes pass both ways after a 101.
+  enum class Phase : unsigned char { kHead, kBody, kWait, kTunnel, kLinger, kClosed };
+  ~Connection() override;
+
+  // ProxyClient
+  bool proxy_head() override;
+  bool proxy_body(const char* data, std::size_t len, bool& backlogged) override;
+  void proxy_end() override;
+  void proxy_fail(int status) override;
+  bool proxy_upgraded() override;
+  void proxy_request_drained() override;
   static void on_poll(uv_poll_t* p, int status, int events);
   static void on_close(uv_handle_t* h);
   static int on_url(llhttp_t* p, const char* at, std::size_t len);
@@ -65,6 +76,10 @@ class Connection {
   long scan_head();
   bool parse_head(std::size_t head_len);
   void dispatch();
+  void start_proxy();
+  bool reading_paused() const;
+  void resolve_client_ip();
+  void log_exchange(int status, std::uint64_t bytes);
   void respond_error(int status, bool close_after);
   void redirect_to_https(int port);
   void finish_response();
@@ -77,7 +92,8 @@ class Connection {
 
   Worker& w_;
   int fd_;
-  unsigned listener_;  // index into the config's listeners
+  unsigned listener_;
+  sockaddr_storage peer_;  // index into the config's listeners
   uv_poll_t poll_;
   int poll_events_ = 0;
   llhttp_t parser_;
@@ -110,6 +126,12 @@ class Connection {
   bool answered_ = false;  // a response was queued since the last deadline for the next request  //
                            // TLS close_notify received
   std::unique_ptr<tls::TlsTransport> tls_;
+  std::unique_ptr<ProxySession> proxy_;  // kept for the connection's next proxied request
+  bool proxying_ = false;                // a ProxySession works on the current exchange
+  bool streaming_ = false;               // its response head went out; the body follows
+  bool stream_chunked_ = false;
+  bool processing_ = false;  // inside process(): callbacks must not re-enter it
+  std::uint64_t stream_bytes_ = 0;
   bool head_started_ = false;  // some bytes of a request head arrived
   bool expect_continue_ = false;
   std::uint64_t body_seen_ = 0;

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "server/connection.h"
+#include "server/health_check.h"
 
 namespace edge {
 
@@ -35,6 +36,8 @@ Worker::Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<A
   uv_timer_init(&loop_, &grace_timer_);
   uv_timer_init(&loop_, &accept_pause_);
   uv_prepare_init(&loop_, &flush_prepare_);
+  upstreams_ = std::make_unique<Upstreams>(*this, config_->upstreams.size());
+  if (id == 0) health_ = std::make_unique<HealthChecker>(*this);
   std::random_device rd;
   id_seed_ =
       (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (static_cast<std::uint64_t>(id) << 56);
@@ -75,6 +78,7 @@ void Worker::request_stop() {
 void Worker::run() {
   uv_timer_start(
       &sweep_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->loop->data)->sweep(); }, 250, 250);
+  if (health_) health_->start();
   uv_prepare_start(&flush_prepare_, [](uv_prepare_t* p) {
     static_cast<Worker*>(p->loop->data)->access_log_.flush();
   });
@@ -169,6 +173,8 @@ void Worker::begin_stop() {
     ::close(l->fd);
   }
   uv_timer_stop(&accept_pause_);
+  upstreams_->close_all();
+  if (health_) health_->stop();
   for (Connection* c = conns_; c;) {
     Connection* next = c->next;
     c->close_when_idle();

@@ -13,6 +13,7 @@
 #include "server/http/date.h"
 #include "server/http/exchange.h"
 #include "server/log.h"
+#include "server/upstream.h"
 
 namespace edge {
 
@@ -37,6 +38,7 @@ class Worker : public http::Scheduler {
   const std::shared_ptr<const Config>& config() const { return config_; }
   http::DateCache& dates() { return dates_; }
   AccessLog& access_log() { return access_log_; }
+  Upstreams& upstreams() { return *upstreams_; }
   std::uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
   bool stopping() const { return stopping_; }
   void make_request_id(char* out16);  // 16 hex characters
@@ -98,7 +100,9 @@ class Worker : public http::Scheduler {
   std::thread thread_;
   http::DateCache dates_;
   AccessLog access_log_;
-  Connection* conns_ = nullptr;  // intrusive list
+  std::unique_ptr<Upstreams> upstreams_;
+  std::unique_ptr<class HealthChecker> health_;  // worker 0 runs the active checks
+  Connection* conns_ = nullptr;                  // intrusive list
   std::size_t conn_count_ = 0;
   std::vector<std::unique_ptr<char[]>> buffers_;
   std::vector<std::unique_ptr<http::Exchange>> exchanges_;

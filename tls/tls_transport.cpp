@@ -2,6 +2,9 @@
 // OpenSSL's output in blocks that never move, so nothing is copied more than once each way.
 #include "tls/tls_transport.h"
 
+#include <arpa/inet.h>
+#include <openssl/x509v3.h>
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -98,8 +101,8 @@ struct TransportBio {
   }
 };
 
-TlsTransport::TlsTransport(std::shared_ptr<const TlsContext> ctx) : ctx_(std::move(ctx)) {
-  ssl_ = SSL_new(ctx_->default_ctx());
+TlsTransport::TlsTransport(std::shared_ptr<const TlsContext> ctx) : ctx_(ctx) {
+  ssl_ = SSL_new(ctx->default_ctx());
   BIO* bio = ssl_ ? BIO_new(TransportBio::method()) : nullptr;
   if (!bio) {
     SSL_free(ssl_);
@@ -108,6 +111,35 @@ TlsTransport::TlsTransport(std::shared_ptr<const TlsContext> ctx) : ctx_(std::mo
   BIO_set_data(bio, this);
   SSL_set_bio(ssl_, bio, bio);  // one reference, used both ways
   SSL_set_accept_state(ssl_);
+}
+
+TlsTransport::TlsTransport(std::shared_ptr<const ClientContext> ctx, const std::string& server_name)
+    : ctx_(ctx) {
+  first_bytes_ = false;
+  ssl_ = SSL_new(ctx->ctx());
+  BIO* bio = ssl_ ? BIO_new(TransportBio::method()) : nullptr;
+  if (!bio) {
+    SSL_free(ssl_);
+    throw std::bad_alloc();
+  }
+  BIO_set_data(bio, this);
+  SSL_set_bio(ssl_, bio, bio);
+  SSL_set_connect_state(ssl_);
+  unsigned char ip[16];
+  bool is_ip = inet_pton(AF_INET, server_name.c_str(), ip) == 1 ||
+               inet_pton(AF_INET6, server_name.c_str(), ip) == 1;
+  if (!is_ip && !server_name.empty()) SSL_set_tlsext_host_name(ssl_, server_name.c_str());
+  if (ctx->verify() && !server_name.empty()) {
+    if (is_ip)
+      X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), server_name.c_str());
+    else
+      SSL_set1_host(ssl_, server_name.c_str());
+  }
+}
+
+TlsTransport::Result TlsTransport::start() {
+  if (sticky_ != Result::kOk) return sticky_;
+  return drive();
 }
 
 TlsTransport::~TlsTransport() {

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "tls/client_context.h"
 #include "tls/tls_context.h"
 
 namespace edge::tls {
@@ -22,6 +23,9 @@ namespace edge::tls {
 class TlsTransport {
  public:
   explicit TlsTransport(std::shared_ptr<const TlsContext> ctx);
+  // The client side (HTTPS upstreams): SNI and, when the context verifies, the name checked
+  // against the certificate (a host name or an IP address). start() queues the ClientHello.
+  TlsTransport(std::shared_ptr<const ClientContext> ctx, const std::string& server_name);
   ~TlsTransport();
   TlsTransport(const TlsTransport&) = delete;
   TlsTransport& operator=(const TlsTransport&) = delete;
@@ -37,6 +41,7 @@ class TlsTransport {
   // After kClosed/kError/kPlainHttp further feeds return the same result and consume nothing.
   // In every case send pending_out(): the handshake, tickets and alerts are queued there.
   Result feed(const char* data, std::size_t len);
+  Result start();  // client only: begins the handshake (send pending_out())
 
   // Decrypted bytes available now; returns the number copied (0 = none). They accumulate until
   // read, so a caller that cannot take more stops reading the socket (backpressure).
@@ -84,7 +89,7 @@ class TlsTransport {
   void append_out(const char* data, std::size_t len);
   int read_in(char* out, std::size_t len);
 
-  std::shared_ptr<const TlsContext> ctx_;
+  std::shared_ptr<const void> ctx_;  // the TlsContext or ClientContext the SSL came from
   SSL* ssl_ = nullptr;
   Result sticky_ = Result::kOk;  // kClosed / kError / kPlainHttp once reached
   bool first_bytes_ = true;

@@ -14,13 +14,17 @@
 #include "server/http/date.h"
 #include "server/http/headers.h"
 #include "server/http/method.h"
+#include "server/http/upstream.h"
 
 namespace edge::http {
 
 // Where the response bytes come from. The codec decides how they reach the wire (writev for
 // memory, sendfile for files on plain connections). `keep` holds the storage alive until written.
+// kStream: bytes arrive later from an upstream; `length` is kUnknownLength when the upstream did
+// not say (the codec then chunks, or closes after the body on HTTP/1.0).
 struct Body {
-  enum class Kind : unsigned char { kNone, kMemory, kFile };
+  enum class Kind : unsigned char { kNone, kMemory, kFile, kStream };
+  static constexpr std::uint64_t kUnknownLength = ~std::uint64_t{0};
   Kind kind = Kind::kNone;
   std::string_view data;  // kMemory
   int fd = -1;            // kFile
@@ -41,7 +45,9 @@ struct Request {
   unsigned char version_minor = 1;
   HeaderList headers;
   std::string_view host;        // Host header without port, lower-cased by the codec when needed
-  std::string_view client_ip;   // textual peer address
+  std::string_view client_ip;   // the client's address: the peer's, or the one a trusted proxy gave
+  std::string_view peer_ip;     // the socket peer's address
+  bool peer_trusted = false;    // the peer is a trusted proxy ([server] trusted_proxies)
   std::string_view request_id;  // kept from the client when well-formed, else generated
   std::uint64_t content_length = 0;
   bool has_body = false;
@@ -102,6 +108,8 @@ struct Exchange {
   std::string scratch;                          // storage for generated bodies and headers
   std::string scratch2;
   std::string header_buf;  // a list header joined from several lines
+  Forward forward;         // set by a proxy handler: the runtime forwards the request upstream
+  std::string ip_buf;      // storage for req.client_ip when a trusted proxy named the client
 
   // A short generated body (error pages, JSON) owned by the exchange.
   void set_text(int status, std::string_view content_type, std::string_view text) {
@@ -122,14 +130,17 @@ struct Exchange {
   }
 };
 
-// A handler answers an exchange synchronously. Handlers are immutable parts of a config snapshot
-// shared by all workers; per-worker state is indexed by Exchange::worker_id.
+// A handler answers an exchange synchronously, or (a proxy) fills ex.forward and lets the runtime
+// forward the request: `streams()` handlers are called as soon as the request head is parsed,
+// before the body, which then flows to the upstream as it arrives. Handlers are immutable parts of
+// a config snapshot shared by all workers; per-worker state is indexed by Exchange::worker_id.
 class Handler {
  public:
   virtual ~Handler() = default;
   virtual void handle(Exchange& ex) const = 0;
   // Whether requests to this handler may carry a body (others get 413).
   virtual bool takes_body() const { return false; }
+  virtual bool streams() const { return false; }
   virtual const char* kind() const = 0;
 };
 

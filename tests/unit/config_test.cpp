@@ -157,3 +157,53 @@ TEST_F(ConfigTest, SecurityHeaderErrorsNameTheirLine) {
       "");
   EXPECT_EQ(cfg_->security.hsts_max_age, 63072000u);
 }
+
+TEST_F(ConfigTest, UpstreamsAndProxyRoutes) {
+  const std::string head =
+      "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n"
+      "[[listen]]\naddress = \"127.0.0.1:0\"\n";
+  std::string ok = head +
+                   "[[upstream]]\nname = \"api\"\nservers = [\"127.0.0.1:5000\", { address = "
+                   "\"[::1]:5001\", weight = 3 }]\nbalance = \"least_conn\"\nkeepalive = 8\n"
+                   "tries = 2\n[upstream.health]\npath = \"/health\"\ninterval = \"2s\"\nrise = 1\n"
+                   "[upstream.passive]\nmax_fails = 5\n"
+                   "[[route]]\nprefix = \"/api/\"\nproxy = \"api\"\nstrip_prefix = \"/api\"\n"
+                   "[[route]]\npath = \"/health\"\nhealth = true\n";
+  ASSERT_EQ(load(ok), "");
+  ASSERT_EQ(cfg_->upstreams.size(), 1u);
+  const auto& pool = *cfg_->upstreams[0];
+  EXPECT_EQ(pool.servers.size(), 2u);
+  EXPECT_EQ(pool.servers[1]->weight, 3u);
+  EXPECT_EQ(pool.servers[1]->port, 5001);
+  EXPECT_EQ(pool.balance, edge::http::UpstreamPool::Balance::kLeastConn);
+  EXPECT_EQ(pool.keepalive, 8u);
+  EXPECT_EQ(pool.tries, 2u);
+  EXPECT_EQ(pool.health_interval.count(), 2000);
+  EXPECT_EQ(pool.max_fails, 5u);
+  EXPECT_EQ(cfg_->routes.routes()[0].max_body, 1u << 20);  // proxy routes take 1 MiB by default
+  EXPECT_TRUE(cfg_->server.trusted_proxies.contains(*edge::http::IpAddress::parse("10.2.3.4")));
+
+  // errors name their line
+  auto err = load(head + "[[upstream]]\nname = \"api\"\nservers = [\"127.0.0.1\"]\n");
+  EXPECT_EQ(err.rfind(where(7) + "server \"127.0.0.1\" must be host:port", 0), 0u) << err;
+  err = load(head + "[[upstream]]\nname = \"api\"\nservers = [\"127.0.0.1:70000\"]\n");
+  EXPECT_NE(err.find("port must be between 1 and 65535"), std::string::npos) << err;
+  err = load(head + "[[upstream]]\nname = \"api\"\nservers = [\"127.0.0.1:1\"]\nbalance = \"x\"\n");
+  EXPECT_EQ(err.rfind(where(8) + "balance must be", 0), 0u) << err;
+  err = load(head + "[[route]]\nprefix = \"/api/\"\nproxy = \"nope\"\n");
+  EXPECT_EQ(err.rfind(where(7) + "proxy = \"nope\" names no [[upstream]]", 0), 0u) << err;
+  err = load(head +
+             "[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\n[[upstream]]\nname = "
+             "\"a\"\nservers = [\"127.0.0.1:2\"]\n");
+  EXPECT_NE(err.find("defined twice"), std::string::npos) << err;
+  err = load(head + "[[route]]\nprefix = \"/\"\nhealth = true\nstrip_prefix = \"/x\"\n");
+  EXPECT_EQ(err.rfind(where(8) + "strip_prefix only applies to a route with proxy", 0), 0u) << err;
+  err = load(
+      "[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n[[listen]]\naddress = "
+      "\"127.0.0.1:0\"\n[[route]]\nhealth = true\n");
+  EXPECT_EQ(err.rfind(where(2) + "trusted_proxies", 0), 0u) << err;
+  err = load(head +
+             "[[upstream]]\nname = \"api\"\nservers = [\"127.0.0.1:1\"]\n[upstream.health]\n"
+             "rise = 0\n");
+  EXPECT_EQ(err.rfind(where(9) + "rise must be", 0), 0u) << err;
+}

@@ -1,0 +1,43 @@
+// Proxy routes: decide what goes upstream (which pool, which target, which headers) and hand the
+// exchange to the runtime through http::Forward; the runtime connects, streams and retries.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "server/http/exchange.h"
+#include "server/http/upstream.h"
+
+namespace edge::routes {
+
+struct ProxyOptions {
+  std::shared_ptr<const http::UpstreamPool> pool;
+  std::string strip_prefix;  // removed from the front of the path sent upstream
+  enum class HostMode : unsigned char { kPass, kUpstream, kFixed };
+  HostMode host_mode = HostMode::kPass;
+  std::string host;  // kFixed
+  bool websocket = true;
+};
+
+class ProxyHandler : public http::Handler {
+ public:
+  explicit ProxyHandler(ProxyOptions o) : o_(std::move(o)) {}
+  void handle(http::Exchange& ex) const override;
+  bool takes_body() const override { return true; }
+  bool streams() const override { return true; }
+  const char* kind() const override { return "proxy"; }
+  const ProxyOptions& options() const { return o_; }
+
+ private:
+  ProxyOptions o_;
+};
+
+// Header names a proxy never forwards as they came (hop-by-hop, framing, or set by the proxy).
+bool is_hop_by_hop(std::string_view name);
+
+// Appends `path` to `out`, percent-encoding what may not stand in a path segment as it is.
+void append_encoded_path(std::string& out, std::string_view path);
+
+// The JSON error body proxies answer with: {"error":"<reason>","request_id":"<id>"}.
+void proxy_error(http::Exchange& ex, int status);
+
+}  // namespace edge::routes

@@ -1,0 +1,184 @@
+// Active health checks (see health_check.h). A probe is a uv_tcp_t and a timer freed when both
+// close; the response is read until llhttp has its status line and headers.
+#include "server/health_check.h"
+
+#include <llhttp.h>
+
+#include <spdlog/spdlog.h>
+
+#include "server/worker.h"
+
+namespace edge {
+
+struct HealthChecker::Probe {
+  uv_tcp_t tcp{};
+  uv_timer_t timer{};
+  uv_connect_t connect_req{};
+  uv_write_t write_req{};
+  HealthChecker* owner = nullptr;
+  PoolTimer* pt = nullptr;
+  std::size_t server = 0;
+  std::string request;
+  char buf[4096];
+  llhttp_t parser{};
+  int status = 0;
+  int open_handles = 2;
+  bool finished = false;
+};
+
+namespace {
+
+const llhttp_settings_t& probe_settings() {
+  static const llhttp_settings_t s = [] {
+    llhttp_settings_t x;
+    llhttp_settings_init(&x);
+    x.on_headers_complete = [](llhttp_t* p) {
+      static_cast<int*>(p->data)[0] = p->status_code;
+      return static_cast<int>(HPE_PAUSED);
+    };
+    return x;
+  }();
+  return s;
+}
+
+}  // namespace
+
+HealthChecker::HealthChecker(Worker& w) : w_(w) {}
+
+HealthChecker::~HealthChecker() = default;
+
+void HealthChecker::start() {
+  for (const auto& pool : w_.config()->upstreams) {
+    if (pool->health_interval.count() <= 0) continue;
+    auto pt = std::make_unique<PoolTimer>();
+    pt->owner = this;
+    pt->pool = pool.get();
+    pt->in_flight.assign(pool->servers.size(), nullptr);
+    uv_timer_init(w_.loop(), &pt->timer);
+    pt->timer.data = pt.get();
+    uv_timer_start(
+        &pt->timer,
+        [](uv_timer_t* t) {
+          auto* p = static_cast<PoolTimer*>(t->data);
+          p->owner->tick(*p);
+        },
+        0, static_cast<std::uint64_t>(pool->health_interval.count()));
+    timers_.push_back(std::move(pt));
+  }
+}
+
+void HealthChecker::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  for (auto& pt : timers_) {
+    uv_timer_stop(&pt->timer);
+    for (Probe*& p : pt->in_flight)
+      if (p) done(p, false, nullptr);
+    // The PoolTimer lives in timers_ until the checker goes; the close callback has nothing to free.
+    uv_close(reinterpret_cast<uv_handle_t*>(&pt->timer), nullptr);
+  }
+}
+
+void HealthChecker::tick(PoolTimer& pt) {
+  for (std::size_t i = 0; i < pt.pool->servers.size(); ++i)
+    if (!pt.in_flight[i]) launch(pt, i);
+}
+
+void HealthChecker::launch(PoolTimer& pt, std::size_t server) {
+  const http::UpstreamPool& pool = *pt.pool;
+  const http::UpstreamServer& s = *pool.servers[server];
+  auto* p = new Probe;  // freed when both handles are closed
+  p->owner = this;
+  p->pt = &pt;
+  p->server = server;
+  p->request = "GET " + pool.health_path + " HTTP/1.1\r\nHost: " + s.address +
+               "\r\nUser-Agent: samia-edge-health\r\nConnection: close\r\n\r\n";
+  llhttp_init(&p->parser, HTTP_RESPONSE, &probe_settings());
+  p->parser.data = &p->status;
+  uv_tcp_init(w_.loop(), &p->tcp);
+  uv_timer_init(w_.loop(), &p->timer);
+  p->tcp.data = p->timer.data = p->connect_req.data = p->write_req.data = p;
+  pt.in_flight[server] = p;
+  uv_timer_start(
+      &p->timer,
+      [](uv_timer_t* t) {
+        auto* pr = static_cast<Probe*>(t->data);
+        pr->owner->done(pr, false, "timed out");
+      },
+      static_cast<std::uint64_t>(pool.health_timeout.count()), 0);
+  int rc = uv_tcp_connect(&p->connect_req, &p->tcp, reinterpret_cast<const sockaddr*>(&s.addr),
+                          [](uv_connect_t* req, int status) {
+                            auto* pr = static_cast<Probe*>(req->data);
+                            if (pr->finished) return;
+                            if (status < 0) {
+                              pr->owner->done(pr, false, uv_strerror(status));
+                              return;
+                            }
+                            uv_buf_t b = uv_buf_init(pr->request.data(),
+                                                     static_cast<unsigned>(pr->request.size()));
+                            uv_write(&pr->write_req, reinterpret_cast<uv_stream_t*>(&pr->tcp), &b,
+                                     1, [](uv_write_t*, int) {});
+                            uv_read_start(
+                                reinterpret_cast<uv_stream_t*>(&pr->tcp),
+                                [](uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+                                  auto* q = static_cast<Probe*>(h->data);
+                                  *buf = uv_buf_init(q->buf, sizeof q->buf);
+                                },
+                                [](uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
+                                  auto* q = static_cast<Probe*>(st->data);
+                                  if (q->finished || n == 0) return;
+                                  if (n < 0) {
+                                    q->owner->done(q, false, "closed before answering");
+                                    return;
+                                  }
+                                  llhttp_errno_t err = llhttp_execute(
+                                      &q->parser, buf->base, static_cast<std::size_t>(n));
+                                  if (err == HPE_PAUSED) {
+                                    bool ok = q->status >= 200 && q->status < 400;
+                                    q->owner->done(q, ok, ok ? nullptr : "bad status");
+                                  } else if (err != HPE_OK) {
+                                    q->owner->done(q, false, "malformed response");
+                                  }
+                                });
+                          });
+  if (rc < 0) done(p, false, uv_strerror(rc));
+}
+
+void HealthChecker::done(Probe* p, bool ok, const char* why) {
+  if (p->finished) return;
+  p->finished = true;
+  p->pt->in_flight[p->server] = nullptr;
+  if (!stopped_) {
+    const http::UpstreamPool& pool = *p->pt->pool;
+    std::string reason = why ? why : "";
+    if (!ok && p->status) reason += " " + std::to_string(p->status);
+    record(pool, *pool.servers[p->server], ok, reason.c_str());
+  }
+  uv_timer_stop(&p->timer);
+  auto free_half = [](uv_handle_t* h) {
+    auto* q = static_cast<Probe*>(h->data);
+    if (--q->open_handles == 0) delete q;
+  };
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->timer), free_half);
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->tcp), free_half);
+}
+
+void HealthChecker::record(const http::UpstreamPool& pool, http::UpstreamServer& s, bool ok,
+                           const char* why) {
+  int streak = s.check_streak.load(std::memory_order_relaxed);
+  streak = ok ? (streak > 0 ? streak + 1 : 1) : (streak < 0 ? streak - 1 : -1);
+  s.check_streak.store(streak, std::memory_order_relaxed);
+  bool up = s.checked_up.load(std::memory_order_relaxed);
+  if (!up && streak >= pool.rise) {
+    s.checked_up.store(true, std::memory_order_relaxed);
+    s.down_until_ms.store(0, std::memory_order_relaxed);  // a passing check ends a passive timeout
+    spdlog::info("upstream {} server {}: health check passed {} times, up", pool.name, s.address,
+                 streak);
+  } else if (up && -streak >= pool.fall) {
+    s.checked_up.store(false, std::memory_order_relaxed);
+    spdlog::warn("upstream {} server {}: health check failed {} times ({}), down", pool.name,
+                 s.address, -streak, why);
+  }
+}
+
+}  // namespace edge

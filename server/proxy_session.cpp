@@ -1,0 +1,506 @@
+// A proxied exchange (see proxy_session.h). The request head is written once per try from the
+// handler's Forward; the body follows as the client sends it, copied for a retry while small.
+// Retry rule: a try that failed before any response byte is repeated on another server when the
+// request is complete in memory and either nothing reached the server (connect failure) or the
+// method is idempotent; timeouts waiting for a response are not retried.
+#include "server/proxy_session.h"
+
+#include <charconv>
+
+#include <spdlog/spdlog.h>
+
+#include "routes/proxy.h"
+#include "routes/route_table.h"
+#include "server/worker.h"
+
+namespace edge {
+namespace {
+
+constexpr std::size_t kReplayMax = 64 * 1024;  // request bodies kept for a retry up to this
+constexpr std::size_t kBacklogMax = 256 * 1024;
+
+void extend(std::string_view& v, const char* at, std::size_t len) {
+  if (v.empty())
+    v = std::string_view(at, len);
+  else
+    v = std::string_view(v.data(), static_cast<std::size_t>(at + len - v.data()));
+}
+
+void append_hex(std::string& out, std::size_t v) {
+  char buf[20];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, 16);
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+}  // namespace
+
+ProxySession::ProxySession(Worker& w, ProxyClient& client) : w_(w), client_(client) {}
+
+ProxySession::~ProxySession() { abort(); }
+
+const llhttp_settings_t& ProxySession::settings() {
+  static const llhttp_settings_t s = [] {
+    llhttp_settings_t x;
+    llhttp_settings_init(&x);
+    x.on_header_field = on_header_field;
+    x.on_header_value = on_header_value;
+    x.on_headers_complete = on_headers_complete;
+    x.on_body = on_body;
+    x.on_message_complete = on_message_complete;
+    return x;
+  }();
+  return s;
+}
+
+void ProxySession::start(http::Exchange& ex, const routes::Route* route, bool body, bool chunked) {
+  ex_ = &ex;
+  route_ = route;
+  pool_ = ex.forward.pool;
+  has_body_ = body;
+  chunked_ = chunked;
+  body_done_ = !body;
+  body_copy_.clear();
+  body_replayable_ = true;
+  head_sent_ = false;
+  upgrade_ = ex.forward.upgrade;
+  tries_ = 0;
+  tried_ = 0;
+  last_fail_ = 503;
+  attempt();
+}
+
+void ProxySession::attempt() {
+  Upstreams& ups = w_.upstreams();
+  int idx = tries_ < pool_->tries ? ups.pick(*pool_, ex_->forward.hash, tried_) : -1;
+  if (idx < 0) {
+    if (tries_ == 0)
+      spdlog::warn("proxy {}: pool {} has no healthy server", ex_->req.request_id, pool_->name);
+    state_ = State::kIdle;
+    client_.proxy_fail(tries_ == 0 ? 503 : last_fail_);
+    return;
+  }
+  tried_ |= 1ULL << idx;
+  ++tries_;
+  int err = 0;
+  up_ = ups.acquire(*pool_, static_cast<unsigned>(idx), this, reused_, err);
+  http::UpstreamServer& server = *pool_->servers[static_cast<std::size_t>(idx)];
+  server.active.fetch_add(1, std::memory_order_relaxed);
+  llhttp_init(&parser_, HTTP_RESPONSE, &settings());
+  parser_.data = this;
+  message_done_ = response_started_ = false;
+  last_was_value_ = false;
+  paused_ = false;
+  resp_headers_.clear();
+  if (!up_) {
+    spdlog::warn("proxy {}: cannot connect to {}: {}", ex_->req.request_id, server.address,
+                 uv_strerror(err));
+    sent_any_ = false;
+    state_ = State::kConnecting;
+    fail_attempt(502, true);
+    return;
+  }
+  send_request_head();
+  if (reused_) {
+    state_ = State::kWaiting;
+    sent_any_ = true;
+    ups.start_reading(up_);
+    arm(body_done_ ? pool_->header_timeout : pool_->write_timeout);
+  } else {
+    state_ = State::kConnecting;
+    sent_any_ = false;
+    arm(pool_->connect_timeout);
+  }
+}
+
+void ProxySession::send_request_head() {
+  const http::Request& req = ex_->req;
+  const http::Forward& f = ex_->forward;
+  head_.clear();
+  head_.append(req.method_name).append(" ").append(f.target).append(" HTTP/1.1\r\nHost: ");
+  head_.append(f.host.empty() ? std::string_view(up_->server->address) : std::string_view(f.host));
+  head_.append("\r\n").append(f.headers);
+  if (has_body_) {
+    if (chunked_) {
+      head_.append("Transfer-Encoding: chunked\r\n");
+    } else {
+      head_.append("Content-Length: ");
+      char buf[24];
+      auto r = std::to_chars(buf, buf + sizeof buf, req.content_length);
+      head_.append(buf, static_cast<std::size_t>(r.ptr - buf)).append("\r\n");
+    }
+  } else if (req.method == http::Method::kPost || req.method == http::Method::kPut ||
+             req.method == http::Method::kPatch) {
+    head_.append("Content-Length: 0\r\n");
+  }
+  if (upgrade_)
+    head_.append("Connection: Upgrade\r\n");
+  else if (pool_->keepalive == 0)
+    head_.append("Connection: close\r\n");
+  head_.append("\r\n");
+  Upstreams& ups = w_.upstreams();
+  ups.write(up_, head_);
+  if (!body_copy_.empty()) ups.write(up_, body_copy_);  // a retry replays what came so far
+}
+
+void ProxySession::arm(std::chrono::milliseconds d) {
+  if (up_) w_.upstreams().arm(up_, d);
+}
+
+void ProxySession::request_body(const char* data, std::size_t len) {
+  if (state_ == State::kIdle || len == 0) return;
+  std::string_view framed(data, len);
+  if (chunked_) {
+    // The client's chunk boundaries are not kept: each piece that arrived becomes one chunk.
+    scratch_.clear();
+    append_hex(scratch_, len);
+    scratch_.append("\r\n").append(data, len).append("\r\n");
+    framed = scratch_;
+  }
+  if (body_replayable_) {
+    if (body_copy_.size() + framed.size() <= kReplayMax) {
+      body_copy_.append(framed);
+    } else {
+      body_replayable_ = false;
+      std::string().swap(body_copy_);
+    }
+  }
+  if (!up_) return;
+  w_.upstreams().write(up_, framed);
+  if (state_ == State::kWaiting) arm(pool_->write_timeout);
+}
+
+void ProxySession::request_body_end() {
+  if (body_done_) return;
+  body_done_ = true;
+  if (state_ == State::kIdle) return;
+  if (chunked_) {
+    if (body_replayable_) body_copy_.append("0\r\n\r\n");
+    if (up_) w_.upstreams().write(up_, "0\r\n\r\n");
+  }
+  if (state_ == State::kWaiting && !response_started_) arm(pool_->header_timeout);
+}
+
+bool ProxySession::request_backlogged() const {
+  return up_ && up_->backlog() > kBacklogMax;
+}
+
+void ProxySession::client_drained() {
+  if (paused_ && up_) {
+    paused_ = false;
+    w_.upstreams().start_reading(up_);
+  }
+}
+
+void ProxySession::tunnel_from_client(const char* data, std::size_t len) {
+  if (state_ != State::kTunnel || !up_) return;
+  w_.upstreams().write(up_, std::string_view(data, len));
+  arm(pool_->read_timeout);
+}
+
+void ProxySession::client_eof() {
+  if (state_ == State::kTunnel) abort();
+}
+
+void ProxySession::abort() {
+  if (up_) {
+    up_->server->active.fetch_sub(1, std::memory_order_relaxed);
+    w_.upstreams().close(up_);
+    up_ = nullptr;
+  }
+  state_ = State::kIdle;
+}
+
+void ProxySession::on_connect(int status) {
+  if (state_ != State::kConnecting || !up_) return;
+  if (status < 0) {
+    spdlog::warn("proxy {}: cannot connect to {}: {}", ex_->req.request_id, up_->server->address,
+                 uv_strerror(status));
+    fail_attempt(502, true);
+    return;
+  }
+  state_ = State::kWaiting;
+  sent_any_ = true;
+  Upstreams& ups = w_.upstreams();
+  ups.start_reading(up_);
+  arm(body_done_ ? pool_->header_timeout : pool_->write_timeout);
+  ups.write(up_, {});  // starts writing what was queued while connecting
+}
+
+void ProxySession::on_write_done(int status) {
+  if (state_ == State::kIdle) return;
+  if (status < 0) {
+    if (state_ == State::kTunnel) {
+      abort();
+      client_.proxy_end();
+      return;
+    }
+    if (!response_started_) {
+      spdlog::warn("proxy {}: writing to {}: {}", ex_->req.request_id, up_->server->address,
+                   uv_strerror(status));
+      fail_attempt(502, true);
+    }
+    return;  // a response is arriving: the read side reports how it ends
+  }
+  if (up_ && up_->backlog() == 0) client_.proxy_request_drained();
+}
+
+void ProxySession::on_timer() {
+  switch (state_) {
+    case State::kConnecting:
+      spdlog::warn("proxy {}: connecting to {} timed out", ex_->req.request_id,
+                   up_->server->address);
+      fail_attempt(504, true);
+      break;
+    case State::kWaiting:
+      spdlog::warn("proxy {}: {} sent no response in time", ex_->req.request_id,
+                   up_->server->address);
+      if (!response_started_) {
+        fail_attempt(504, false);
+        break;
+      }
+      [[fallthrough]];
+    case State::kBody:
+      spdlog::warn("proxy {}: reading the response from {} timed out", ex_->req.request_id,
+                   up_->server->address);
+      pool_->note_failure(*up_->server);
+      abort();
+      client_.proxy_fail(504);
+      break;
+    case State::kTunnel:
+      abort();
+      client_.proxy_end();
+      break;
+    case State::kIdle:
+      break;
+  }
+}
+
+void ProxySession::fail_attempt(int status, bool retryable) {
+  http::UpstreamServer* server = up_ ? up_->server : nullptr;
+  bool was_connecting = state_ == State::kConnecting && !sent_any_;
+  if (up_) {
+    server->active.fetch_sub(1, std::memory_order_relaxed);
+    w_.upstreams().close(up_);
+    up_ = nullptr;
+  }
+  if (server && pool_->note_failure(*server))
+    spdlog::warn("upstream {} server {}: marked down for {} ms after {} failures", pool_->name,
+                 server->address, pool_->fail_timeout.count(), pool_->max_fails);
+  last_fail_ = status;
+  // A stale keep-alive connection the server closed as we reused it looks like a reset: safe to
+  // repeat only under the same rules as any reset.
+  bool replay_ok = body_replayable_ && (was_connecting || ex_->forward.idempotent);
+  if (retryable && replay_ok && !head_sent_ && tries_ < pool_->tries) {
+    attempt();
+    return;
+  }
+  state_ = State::kIdle;
+  client_.proxy_fail(status);
+}
+
+void ProxySession::finish(bool keep_upstream) {
+  if (up_) {
+    up_->server->active.fetch_sub(1, std::memory_order_relaxed);
+    w_.upstreams().release(up_, keep_upstream);
+    up_ = nullptr;
+  }
+  state_ = State::kIdle;
+  client_.proxy_end();
+}
+
+void ProxySession::on_read(ssize_t n, const char* data) {
+  if (state_ == State::kIdle || !up_) return;
+  if (n < 0) {
+    if (state_ == State::kTunnel) {
+      abort();
+      client_.proxy_end();
+      return;
+    }
+    if (n == UV_EOF && response_started_ && llhttp_message_needs_eof(&parser_)) {
+      // A body delimited by the close: EOF completes it.
+      llhttp_finish(&parser_);
+      finish(false);
+      return;
+    }
+    if (!response_started_) {
+      spdlog::warn("proxy {}: {} closed the connection before answering ({})",
+                   ex_->req.request_id, up_->server->address,
+                   n == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(n)));
+      fail_attempt(502, true);
+      return;
+    }
+    spdlog::warn("proxy {}: {} cut the response short", ex_->req.request_id,
+                 up_->server->address);
+    pool_->note_failure(*up_->server);
+    abort();
+    client_.proxy_fail(502);
+    return;
+  }
+  response_started_ = true;
+  if (state_ == State::kTunnel) {
+    bool backlogged = false;
+    arm(pool_->read_timeout);
+    if (!client_.proxy_body(data, static_cast<std::size_t>(n), backlogged)) return;
+    if (backlogged && up_ && state_ == State::kTunnel) {
+      paused_ = true;
+      w_.upstreams().stop_reading(up_);
+    }
+    return;
+  }
+  feed(data, static_cast<std::size_t>(n));
+}
+
+void ProxySession::feed(const char* data, std::size_t len) {
+  bool in_head = state_ != State::kBody;
+  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  if (state_ == State::kIdle) return;  // the client went away during a callback
+  if (err == HPE_PAUSED_UPGRADE && upgrade_ && head_sent_) {
+    std::size_t used = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
+    state_ = State::kTunnel;
+    if (!client_.proxy_upgraded()) return;
+    arm(pool_->read_timeout);
+    if (used < len) {
+      bool backlogged = false;
+      client_.proxy_body(data + used, len - used, backlogged);
+    }
+    return;
+  }
+  if (err == HPE_PAUSED && message_done_) {
+    // Reusable when the server keeps it open, the request went out whole and nothing followed.
+    std::size_t used = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
+    bool keep = llhttp_should_keep_alive(&parser_) && body_done_ && used == len && !upgrade_ &&
+                up_->backlog() == 0;
+    finish(keep);
+    return;
+  }
+  if (err != HPE_OK) {
+    spdlog::warn("proxy {}: bad response from {}: {} ({})", ex_->req.request_id,
+                 up_->server->address, llhttp_errno_name(err), llhttp_get_error_reason(&parser_));
+    if (!head_sent_) {
+      fail_attempt(502, false);
+    } else {
+      pool_->note_failure(*up_->server);
+      abort();
+      client_.proxy_fail(502);
+    }
+    return;
+  }
+  if (in_head && state_ != State::kBody) {
+    // The head continues in the next read: keep these bytes where the header views point.
+    up_->rlen += len;
+    if (up_->rlen >= UpstreamConn::kReadSize) {
+      spdlog::warn("proxy {}: response head from {} larger than {} bytes", ex_->req.request_id,
+                   up_->server->address, UpstreamConn::kReadSize);
+      fail_attempt(502, false);
+    }
+    return;
+  }
+  up_->rlen = 0;
+  arm(pool_->read_timeout);
+  if (paused_) w_.upstreams().stop_reading(up_);
+}
+
+int ProxySession::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
+  auto* s = static_cast<ProxySession*>(p->data);
+  if (s->resp_headers_.empty() || s->last_was_value_) {
+    s->resp_headers_.add(std::string_view(at, len), {});
+    s->last_was_value_ = false;
+  } else {
+    extend(s->resp_headers_[s->resp_headers_.size() - 1].name, at, len);
+  }
+  return 0;
+}
+
+int ProxySession::on_header_value(llhttp_t* p, const char* at, std::size_t len) {
+  auto* s = static_cast<ProxySession*>(p->data);
+  if (s->resp_headers_.empty()) return -1;
+  extend(s->resp_headers_[s->resp_headers_.size() - 1].value, at, len);
+  s->last_was_value_ = true;
+  return 0;
+}
+
+int ProxySession::on_headers_complete(llhttp_t* p) {
+  auto* s = static_cast<ProxySession*>(p->data);
+  int status = p->status_code;
+  if (status < 200 && status != 101) {  // 100, 103: interim, not passed on
+    s->resp_headers_.clear();
+    s->last_was_value_ = false;
+    return 0;
+  }
+  if (status == 101 && !s->upgrade_) return -1;  // a switch nobody asked for
+  if (status != 101 && s->upgrade_) {
+    s->upgrade_ = false;  // refused: an ordinary response, then the client connection closes
+  }
+  if (!s->build_response_head()) return HPE_USER;
+  s->state_ = State::kBody;
+  if (!s->client_.proxy_head()) return HPE_PAUSED;  // the client is gone: state_ is kIdle
+  s->head_sent_ = true;
+  if (status == 101) return 2;
+  return s->ex_->req.method == http::Method::kHead ? 1 : 0;
+}
+
+bool ProxySession::build_response_head() {
+  http::Response& r = ex_->resp;
+  r.reset();
+  r.status = parser_.status_code;
+  const routes::Route* route = route_;
+  auto route_sets = [&](std::string_view name) {
+    if (!route) return false;
+    for (const auto& [n, v] : ex_->req.tls ? route->headers_tls : route->headers_plain)
+      if (http::iequals(n, name)) return true;
+    for (const auto& n : route->security.remove)
+      if (http::iequals(n, name)) return true;
+    return false;
+  };
+  const http::HeaderList& h = resp_headers_;
+  for (const http::HeaderField& f : h) {
+    std::string_view n = f.name;
+    if (routes::is_hop_by_hop(n)) {
+      if (r.status == 101 && (http::iequals(n, "Upgrade") || http::iequals(n, "Connection")))
+        r.headers.add(n, f.value);
+      continue;
+    }
+    if (http::iequals(n, "Content-Length") || http::iequals(n, "Server") ||
+        http::iequals(n, "Date") || http::iequals(n, "X-Powered-By") ||
+        http::iequals(n, "X-Request-Id") || route_sets(n))
+      continue;
+    bool named = false;
+    for (const http::HeaderField& c : h) {
+      if (!http::iequals(c.name, "Connection")) continue;
+      http::for_each_list_element(c.value, [&](std::string_view el) {
+        if (http::iequals(el, n)) named = true;
+      });
+    }
+    if (named) continue;
+    r.headers.add(n, f.value);
+  }
+  r.body.kind = http::Body::Kind::kStream;
+  if (parser_.flags & F_CHUNKED)
+    r.body.length = http::Body::kUnknownLength;
+  else if (parser_.flags & F_CONTENT_LENGTH)
+    r.body.length = parser_.content_length;
+  else if (r.status == 204 || r.status == 304 || r.status == 101 ||
+           ex_->req.method == http::Method::kHead)
+    r.body.length = ex_->req.method == http::Method::kHead ? http::Body::kUnknownLength : 0;
+  else
+    r.body.length = http::Body::kUnknownLength;  // until the server closes
+  return true;
+}
+
+int ProxySession::on_body(llhttp_t* p, const char* at, std::size_t len) {
+  auto* s = static_cast<ProxySession*>(p->data);
+  bool backlogged = false;
+  if (!s->client_.proxy_body(at, len, backlogged)) return HPE_PAUSED;
+  if (backlogged) s->paused_ = true;
+  return 0;
+}
+
+int ProxySession::on_message_complete(llhttp_t* p) {
+  auto* s = static_cast<ProxySession*>(p->data);
+  if (s->state_ != State::kBody) return 0;  // an interim response ended
+  if (p->upgrade) return 0;                 // llhttp pauses with HPE_PAUSED_UPGRADE
+  s->message_done_ = true;
+  return HPE_PAUSED;
+}
+
+}  // namespace edge

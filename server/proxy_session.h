@@ -1,0 +1,106 @@
+// One proxied exchange at the runtime's side: picks a server, sends the request the proxy handler
+// prepared (head, then the body as the client sends it), parses the response with llhttp and
+// streams it to the client connection, retries what may be retried, tunnels WebSockets. Each
+// client connection owns at most one, reused for its next proxied request.
+#pragma once
+#include <llhttp.h>
+
+#include <cstdint>
+#include <string>
+
+#include "server/http/exchange.h"
+#include "server/upstream.h"
+
+namespace edge {
+
+class Worker;
+class Connection;
+namespace routes {
+struct Route;
+}
+
+// What the session asks of the client connection (implemented by Connection).
+class ProxyClient {
+ public:
+  virtual ~ProxyClient() = default;
+  // ex.resp holds the response head (body kind kStream). Returns false if the client is gone.
+  virtual bool proxy_head() = 0;
+  // Response body bytes; returns false if the client is gone. `backlogged` tells the session to
+  // stop reading the upstream until proxy_resume().
+  virtual bool proxy_body(const char* data, std::size_t len, bool& backlogged) = 0;
+  virtual void proxy_end() = 0;               // the response is complete
+  virtual void proxy_fail(int status) = 0;    // before the head: answer this; after: abort
+  virtual bool proxy_upgraded() = 0;          // 101 sent: the connection becomes a tunnel
+  virtual void proxy_request_drained() = 0;   // the upstream took the body: read the client again
+};
+
+class ProxySession {
+ public:
+  ProxySession(Worker& w, ProxyClient& client);
+  ~ProxySession();
+  ProxySession(const ProxySession&) = delete;
+  ProxySession& operator=(const ProxySession&) = delete;
+
+  // Starts forwarding ex.forward. `body`: the request has a body that will follow through
+  // request_body(); `chunked`: its length is unknown (sent upstream chunked).
+  void start(http::Exchange& ex, const routes::Route* route, bool body, bool chunked);
+  void request_body(const char* data, std::size_t len);
+  void request_body_end();
+  bool request_backlogged() const;
+  void client_drained();  // the client took the response bytes: read the upstream again
+  void tunnel_from_client(const char* data, std::size_t len);
+  void client_eof();  // tunnel: the client closed its side
+  void abort();       // the client connection is closing: drop the upstream
+  bool active() const { return state_ != State::kIdle; }
+
+  // Called by Upstreams for the connection this session holds.
+  void on_connect(int status);
+  void on_read(ssize_t n, const char* data);
+  void on_write_done(int status);
+  void on_timer();
+
+ private:
+  enum class State : unsigned char { kIdle, kConnecting, kWaiting, kBody, kTunnel };
+  static int on_header_field(llhttp_t* p, const char* at, std::size_t len);
+  static int on_header_value(llhttp_t* p, const char* at, std::size_t len);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, std::size_t len);
+  static int on_message_complete(llhttp_t* p);
+  static const llhttp_settings_t& settings();
+
+  void attempt();
+  void send_request_head();
+  void fail_attempt(int status, bool retryable);  // this try failed
+  void finish(bool keep_upstream);
+  void arm(std::chrono::milliseconds d);
+  void feed(const char* data, std::size_t len);
+  bool build_response_head();
+
+  Worker& w_;
+  ProxyClient& client_;
+  http::Exchange* ex_ = nullptr;
+  const routes::Route* route_ = nullptr;
+  const http::UpstreamPool* pool_ = nullptr;
+  UpstreamConn* up_ = nullptr;
+  State state_ = State::kIdle;
+  llhttp_t parser_{};
+  std::string head_;         // the request head for the current try
+  std::string body_copy_;    // the request body so far, kept for a retry while it is small
+  std::string scratch_;      // a chunk being framed
+  http::HeaderList resp_headers_;  // views into the connection's read buffer
+  bool body_replayable_ = true;
+  bool has_body_ = false, chunked_ = false, body_done_ = false;
+  bool sent_any_ = false;      // some request byte reached the current connection
+  bool response_started_ = false;  // some response byte arrived
+  bool head_sent_ = false;         // the client got the response head
+  bool reused_ = false;
+  bool message_done_ = false;
+  bool upgrade_ = false;
+  bool last_was_value_ = false;
+  bool paused_ = false;  // not reading the upstream (client backlogged)
+  unsigned tries_ = 0;
+  std::uint64_t tried_ = 0;
+  int last_fail_ = 502;
+};
+
+}  // namespace edge
