@@ -35,7 +35,7 @@
 //   anything else        404 JSON {error, url, method, instance}
 // Admin (never affected by --mode, not counted):
 //   /__admin/count       {requests, completed, aborted, connections, active, upgrades, by_path, methods}
-//   /__admin/log         last 1000 requests [{method, url, socket_id, completed}]
+//   /__admin/log         last 1000 requests [{seq, method, url, socket_id, completed}] (seq = requests count)
 //   /__admin/reset       zeroes the counters and the log
 //   /__admin/health?ok=0|1
 "use strict";
@@ -106,7 +106,7 @@ function record(req) {
   const path = req.url.split("?")[0];
   state.byPath[path] = (state.byPath[path] || 0) + 1;
   state.methods[req.method] = (state.methods[req.method] || 0) + 1;
-  const entry = { method: req.method, url: req.url, socket_id: req.socket.__id, completed: false };
+  const entry = { seq: state.requests, method: req.method, url: req.url, socket_id: req.socket.__id, completed: false };
   state.log.push(entry);
   if (state.log.length > LOG_MAX) state.log.shift();
   return entry;

@@ -113,7 +113,8 @@ class Upstream:
         return self.admin("count")
 
     def log(self):
-        """[{method, url, socket_id, completed}] (the last 1000 requests)."""
+        """[{seq, method, url, socket_id, completed}] (the last 1000 requests; seq = the `requests`
+        count once this one was counted, so `e["seq"] > count()["requests"]` taken earlier means newer)."""
         return self.admin("log")
 
     def reset(self):
