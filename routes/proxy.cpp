@@ -153,7 +153,8 @@ void ProxyHandler::handle(http::Exchange& ex) const {
       if (req.peer_trusted && incoming_proto.empty()) incoming_proto = http::trim_ows(field.value);
       continue;
     }
-    if (!req.peer_trusted && (http::iequals(n, "CF-Connecting-IP") || http::iequals(n, "Forwarded")))
+    if (!req.peer_trusted &&
+        (http::iequals(n, "CF-Connecting-IP") || http::iequals(n, "Forwarded")))
       continue;  // an untrusted client's claim about itself is not passed on
     add_line(h, n, field.value);
   }

@@ -54,6 +54,8 @@ class Connection : public ProxyClient {
   static int on_header_value(llhttp_t* p, const char* at, std::size_t len);
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, std::size_t len);
+  static int on_chunk_header(llhttp_t* p);
+  bool check_chunk_crlf(const char* at, const char* end);  // the CRLF after chunk data
   static int on_message_complete(llhttp_t* p);
   static const llhttp_settings_t& settings();
 
@@ -135,6 +137,8 @@ class Connection : public ProxyClient {
   bool head_started_ = false;  // some bytes of a request head arrived
   bool expect_continue_ = false;
   std::uint64_t body_seen_ = 0;
+  std::uint64_t chunk_left_ = 0;  // data bytes left in the current chunk
+  int crlf_left_ = 0;             // bytes of the CRLF after chunk data still to check
   std::uint64_t deadline_ms_ = 0;
   std::size_t header_count_ = 0;
   std::uint64_t bytes_out_for_log_ = 0;

@@ -74,7 +74,8 @@ void HealthChecker::stop() {
     uv_timer_stop(&pt->timer);
     for (Probe*& p : pt->in_flight)
       if (p) done(p, false, nullptr);
-    // The PoolTimer lives in timers_ until the checker goes; the close callback has nothing to free.
+    // The PoolTimer lives in timers_ until the checker goes; the close callback has nothing to
+    // free.
     uv_close(reinterpret_cast<uv_handle_t*>(&pt->timer), nullptr);
   }
 }
@@ -106,41 +107,41 @@ void HealthChecker::launch(PoolTimer& pt, std::size_t server) {
         pr->owner->done(pr, false, "timed out");
       },
       static_cast<std::uint64_t>(pool.health_timeout.count()), 0);
-  int rc = uv_tcp_connect(&p->connect_req, &p->tcp, reinterpret_cast<const sockaddr*>(&s.addr),
-                          [](uv_connect_t* req, int status) {
-                            auto* pr = static_cast<Probe*>(req->data);
-                            if (pr->finished) return;
-                            if (status < 0) {
-                              pr->owner->done(pr, false, uv_strerror(status));
-                              return;
-                            }
-                            uv_buf_t b = uv_buf_init(pr->request.data(),
-                                                     static_cast<unsigned>(pr->request.size()));
-                            uv_write(&pr->write_req, reinterpret_cast<uv_stream_t*>(&pr->tcp), &b,
-                                     1, [](uv_write_t*, int) {});
-                            uv_read_start(
-                                reinterpret_cast<uv_stream_t*>(&pr->tcp),
-                                [](uv_handle_t* h, std::size_t, uv_buf_t* buf) {
-                                  auto* q = static_cast<Probe*>(h->data);
-                                  *buf = uv_buf_init(q->buf, sizeof q->buf);
-                                },
-                                [](uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
-                                  auto* q = static_cast<Probe*>(st->data);
-                                  if (q->finished || n == 0) return;
-                                  if (n < 0) {
-                                    q->owner->done(q, false, "closed before answering");
-                                    return;
-                                  }
-                                  llhttp_errno_t err = llhttp_execute(
-                                      &q->parser, buf->base, static_cast<std::size_t>(n));
-                                  if (err == HPE_PAUSED) {
-                                    bool ok = q->status >= 200 && q->status < 400;
-                                    q->owner->done(q, ok, ok ? nullptr : "bad status");
-                                  } else if (err != HPE_OK) {
-                                    q->owner->done(q, false, "malformed response");
-                                  }
-                                });
-                          });
+  int rc = uv_tcp_connect(
+      &p->connect_req, &p->tcp, reinterpret_cast<const sockaddr*>(&s.addr),
+      [](uv_connect_t* req, int status) {
+        auto* pr = static_cast<Probe*>(req->data);
+        if (pr->finished) return;
+        if (status < 0) {
+          pr->owner->done(pr, false, uv_strerror(status));
+          return;
+        }
+        uv_buf_t b = uv_buf_init(pr->request.data(), static_cast<unsigned>(pr->request.size()));
+        uv_write(&pr->write_req, reinterpret_cast<uv_stream_t*>(&pr->tcp), &b, 1,
+                 [](uv_write_t*, int) {});
+        uv_read_start(
+            reinterpret_cast<uv_stream_t*>(&pr->tcp),
+            [](uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+              auto* q = static_cast<Probe*>(h->data);
+              *buf = uv_buf_init(q->buf, sizeof q->buf);
+            },
+            [](uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
+              auto* q = static_cast<Probe*>(st->data);
+              if (q->finished || n == 0) return;
+              if (n < 0) {
+                q->owner->done(q, false, "closed before answering");
+                return;
+              }
+              llhttp_errno_t err =
+                  llhttp_execute(&q->parser, buf->base, static_cast<std::size_t>(n));
+              if (err == HPE_PAUSED) {
+                bool ok = q->status >= 200 && q->status < 400;
+                q->owner->done(q, ok, ok ? nullptr : "bad status");
+              } else if (err != HPE_OK) {
+                q->owner->done(q, false, "malformed response");
+              }
+            });
+      });
   if (rc < 0) done(p, false, uv_strerror(rc));
 }
 

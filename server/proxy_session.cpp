@@ -36,7 +36,9 @@ void append_hex(std::string& out, std::size_t v) {
 
 ProxySession::ProxySession(Worker& w, ProxyClient& client) : w_(w), client_(client) {}
 
-ProxySession::~ProxySession() { abort(); }
+ProxySession::~ProxySession() {
+  abort();
+}
 
 const llhttp_settings_t& ProxySession::settings() {
   static const llhttp_settings_t s = [] {
@@ -323,14 +325,12 @@ void ProxySession::on_read(ssize_t n, const char* data) {
       return;
     }
     if (!response_started_) {
-      spdlog::warn("proxy {}: {} closed the connection before answering ({})",
-                   ex_->req.request_id, up_->server->address,
-                   n == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(n)));
+      spdlog::warn("proxy {}: {} closed the connection before answering ({})", ex_->req.request_id,
+                   up_->server->address, n == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(n)));
       fail_attempt(502, true);
       return;
     }
-    spdlog::warn("proxy {}: {} cut the response short", ex_->req.request_id,
-                 up_->server->address);
+    spdlog::warn("proxy {}: {} cut the response short", ex_->req.request_id, up_->server->address);
     pool_->note_failure(*up_->server);
     abort();
     client_.proxy_fail(502);
@@ -455,6 +455,7 @@ bool ProxySession::build_response_head() {
   const http::HeaderList& h = resp_headers_;
   for (const http::HeaderField& f : h) {
     std::string_view n = f.name;
+    if (!http::is_token(n)) return false;  // "Bad Name: x" would reach the client as it is
     if (routes::is_hop_by_hop(n)) {
       if (r.status == 101 && (http::iequals(n, "Upgrade") || http::iequals(n, "Connection")))
         r.headers.add(n, f.value);

@@ -28,10 +28,10 @@ class ProxyClient {
   // Response body bytes; returns false if the client is gone. `backlogged` tells the session to
   // stop reading the upstream until proxy_resume().
   virtual bool proxy_body(const char* data, std::size_t len, bool& backlogged) = 0;
-  virtual void proxy_end() = 0;               // the response is complete
-  virtual void proxy_fail(int status) = 0;    // before the head: answer this; after: abort
-  virtual bool proxy_upgraded() = 0;          // 101 sent: the connection becomes a tunnel
-  virtual void proxy_request_drained() = 0;   // the upstream took the body: read the client again
+  virtual void proxy_end() = 0;              // the response is complete
+  virtual void proxy_fail(int status) = 0;   // before the head: answer this; after: abort
+  virtual bool proxy_upgraded() = 0;         // 101 sent: the connection becomes a tunnel
+  virtual void proxy_request_drained() = 0;  // the upstream took the body: read the client again
 };
 
 class ProxySession {
@@ -84,13 +84,13 @@ class ProxySession {
   UpstreamConn* up_ = nullptr;
   State state_ = State::kIdle;
   llhttp_t parser_{};
-  std::string head_;         // the request head for the current try
-  std::string body_copy_;    // the request body so far, kept for a retry while it is small
-  std::string scratch_;      // a chunk being framed
+  std::string head_;               // the request head for the current try
+  std::string body_copy_;          // the request body so far, kept for a retry while it is small
+  std::string scratch_;            // a chunk being framed
   http::HeaderList resp_headers_;  // views into the connection's read buffer
   bool body_replayable_ = true;
   bool has_body_ = false, chunked_ = false, body_done_ = false;
-  bool sent_any_ = false;      // some request byte reached the current connection
+  bool sent_any_ = false;          // some request byte reached the current connection
   bool response_started_ = false;  // some response byte arrived
   bool head_sent_ = false;         // the client got the response head
   bool reused_ = false;

@@ -253,7 +253,8 @@ void Upstreams::on_alloc(uv_handle_t* h, std::size_t, uv_buf_t* buf) {
     *buf = uv_buf_init(c->owner->w_.io_scratch(), static_cast<unsigned>(Worker::kScratchSize));
     return;
   }
-  *buf = uv_buf_init(c->rbuf.get() + c->rlen, static_cast<unsigned>(UpstreamConn::kReadSize - c->rlen));
+  *buf = uv_buf_init(c->rbuf.get() + c->rlen,
+                     static_cast<unsigned>(UpstreamConn::kReadSize - c->rlen));
 }
 
 void Upstreams::on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf) {
@@ -290,8 +291,8 @@ void Upstreams::release(UpstreamConn* c, bool keep) {
   c->session = nullptr;
   uv_timer_stop(&c->timer);
   const auto& cfg = w_.config();
-  const http::UpstreamPool* pool = c->pool < cfg->upstreams.size() ? cfg->upstreams[c->pool].get()
-                                                                  : nullptr;
+  const http::UpstreamPool* pool =
+      c->pool < cfg->upstreams.size() ? cfg->upstreams[c->pool].get() : nullptr;
   PoolState& ps = pools_[c->pool];
   if (pool && ps.idle.size() != pool->servers.size()) ps.idle.resize(pool->servers.size());
   if (!keep || !pool || c->closing || c->backlog() > 0 || w_.stopping() ||
@@ -303,8 +304,8 @@ void Upstreams::release(UpstreamConn* c, bool keep) {
   c->rlen = 0;
   start_reading(c);  // EOF or stray bytes from the server close it
   ps.idle[c->server_index].push_back(c);
-  uv_timer_start(&c->timer, on_idle_timeout, static_cast<std::uint64_t>(pool->keepalive_timeout.count()),
-                 0);
+  uv_timer_start(&c->timer, on_idle_timeout,
+                 static_cast<std::uint64_t>(pool->keepalive_timeout.count()), 0);
 }
 
 void Upstreams::arm(UpstreamConn* c, std::chrono::milliseconds d) {

@@ -30,9 +30,9 @@ struct UpstreamConn {
   Upstreams* owner = nullptr;
   http::UpstreamServer* server = nullptr;
   unsigned pool = 0, server_index = 0;
-  ProxySession* session = nullptr;  // null: idle, or closing
-  std::string writing;              // bytes handed to uv_write, alive until its callback
-  std::string pending;              // bytes queued behind them (plaintext when TLS)
+  ProxySession* session = nullptr;         // null: idle, or closing
+  std::string writing;                     // bytes handed to uv_write, alive until its callback
+  std::string pending;                     // bytes queued behind them (plaintext when TLS)
   std::unique_ptr<tls::TlsTransport> tls;  // HTTPS upstreams
   std::string cipher;                      // TLS: ciphertext not yet handed to the socket
   bool write_busy = false;

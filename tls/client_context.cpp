@@ -8,7 +8,9 @@
 
 namespace edge::tls {
 
-ClientContext::~ClientContext() { SSL_CTX_free(ctx_); }
+ClientContext::~ClientContext() {
+  SSL_CTX_free(ctx_);
+}
 
 std::shared_ptr<const ClientContext> ClientContext::create(const ClientOptions& o) {
   auto c = std::make_shared<ClientContext>(Key{});
@@ -19,13 +21,12 @@ std::shared_ptr<const ClientContext> ClientContext::create(const ClientOptions& 
   SSL_CTX_set_mode(c->ctx_, SSL_MODE_RELEASE_BUFFERS);
   if (o.verify) {
     SSL_CTX_set_verify(c->ctx_, SSL_VERIFY_PEER, nullptr);
-    int ok = o.ca_file.empty()
-                 ? SSL_CTX_set_default_verify_paths(c->ctx_)
-                 : SSL_CTX_load_verify_locations(c->ctx_, o.ca_file.c_str(), nullptr);
+    int ok = o.ca_file.empty() ? SSL_CTX_set_default_verify_paths(c->ctx_)
+                               : SSL_CTX_load_verify_locations(c->ctx_, o.ca_file.c_str(), nullptr);
     if (ok != 1)
-      throw TlsError(o.ca_file.empty() ? "cannot load the system trust store: " +
-                                             drain_openssl_errors()
-                                       : "ca " + o.ca_file + ": " + drain_openssl_errors());
+      throw TlsError(o.ca_file.empty()
+                         ? "cannot load the system trust store: " + drain_openssl_errors()
+                         : "ca " + o.ca_file + ": " + drain_openssl_errors());
   }
   if (!o.cert_file.empty()) {
     if (SSL_CTX_use_certificate_chain_file(c->ctx_, o.cert_file.c_str()) != 1)

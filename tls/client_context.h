@@ -9,10 +9,10 @@
 namespace edge::tls {
 
 struct ClientOptions {
-  bool verify = true;        // check the chain and the server's name
-  std::string ca_file;       // empty: the system store
-  std::string cert_file;     // client certificate (PEM chain), optional
-  std::string key_file;      // its key
+  bool verify = true;     // check the chain and the server's name
+  std::string ca_file;    // empty: the system store
+  std::string cert_file;  // client certificate (PEM chain), optional
+  std::string key_file;   // its key
 };
 
 class ClientContext {

@@ -89,8 +89,7 @@ std::string_view forwarded_client(const HeaderList& headers, const IpRanges& tru
   // Right to left: each hop appended the address it saw.
   while (!xff.empty()) {
     std::size_t comma = xff.rfind(',');
-    std::string_view el =
-        trim_ows(comma == std::string_view::npos ? xff : xff.substr(comma + 1));
+    std::string_view el = trim_ows(comma == std::string_view::npos ? xff : xff.substr(comma + 1));
     xff = comma == std::string_view::npos ? std::string_view{} : xff.substr(0, comma);
     auto a = IpAddress::parse(el);
     if (!a) return leftmost;  // a malformed hop: believe nothing to its left

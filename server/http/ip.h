@@ -19,7 +19,7 @@ struct IpAddress {
   std::array<std::uint8_t, 16> bytes{};  // IPv4 in the first 4
 
   static std::optional<IpAddress> parse(std::string_view text);  // "1.2.3.4", "::1", "[::1]"
-  static IpAddress from(const sockaddr_storage& sa);  // IPv4-mapped IPv6 becomes IPv4
+  static IpAddress from(const sockaddr_storage& sa);             // IPv4-mapped IPv6 becomes IPv4
 };
 
 struct IpRange {

@@ -106,10 +106,10 @@ struct UpstreamPool {
 // framing, and Connection.
 struct Forward {
   const UpstreamPool* pool = nullptr;
-  std::string target;   // origin-form path + query sent upstream
-  std::string headers;  // "Name: value\r\n" lines
-  std::string host;     // Host sent upstream; empty: the server's address
-  unsigned hash = 0;    // ip_hash key
+  std::string target;       // origin-form path + query sent upstream
+  std::string headers;      // "Name: value\r\n" lines
+  std::string host;         // Host sent upstream; empty: the server's address
+  unsigned hash = 0;        // ip_hash key
   bool upgrade = false;     // tunnel an Upgrade: websocket
   bool idempotent = false;  // may be replayed on another server after a reset
 

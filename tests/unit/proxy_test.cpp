@@ -99,9 +99,9 @@ TEST(Proxy, HopByHopAndFramingRemoved) {
   h.add("Accept", "application/json");
   h.add("Cookie", "sid=1");
   f.run();
-  for (auto n : {"Connection", "X-Secret-Hop", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
-                 "Content-Length", "Upgrade", "Proxy-Authorization", "Proxy-Connection", "Expect",
-                 "Host"})
+  for (auto n :
+       {"Connection", "X-Secret-Hop", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding",
+        "Content-Length", "Upgrade", "Proxy-Authorization", "Proxy-Connection", "Expect", "Host"})
     EXPECT_FALSE(f.names(n)) << n << " was forwarded:\n" << f.ex.forward.headers;
   EXPECT_TRUE(f.has("Accept: application/json"));
   EXPECT_TRUE(f.has("Cookie: sid=1"));
