@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# bench/run.sh — edge vs Debian's nginx, side by side, on the same generated site.
+# bench/run.sh — edge vs Debian's nginx (and, for the proxy cases, HAProxy), side by side, on the
+# same generated site.
 #
 # Generates the deterministic site (../shared/anchors/make-site.sh), renders one config for
-# each server from bench/conf/, starts both pinned to the server CPU (taskset), and runs
+# each server from bench/conf/, starts them pinned to the server CPU (taskset), and runs
 # ../shared/anchors/run.sh against each one (wrk pinned to the load CPU, srv_cpu from the
 # server's own user+sys time), RUNS times, interleaved. Prints a markdown table at the end.
 #
@@ -10,6 +11,8 @@
 #   CASES=tls bench/run.sh       the TLS cases only
 #   SERVERS=nginx bench/run.sh   nginx half only (no edge binary needed)
 #   PROBE_ONLY=1 bench/run.sh    start, probe every case (status/size/encoding/headers), stop
+#                                (no build wait, no measurement)
+#   CASES="api api_1k" SERVERS="edge nginx haproxy" bench/run.sh   the reverse-proxy cases (issue 5)
 #
 # Compression cases (the 150 KB JS):
 #   js_br, js_gz          the site WITH .br/.gz/.zst siblings: edge (its default compression, serving
@@ -30,14 +33,40 @@
 #   tls_small         wrk -c64 over https, kept-alive, the 1 KB asset
 #   tls_img           wrk -c64 over https, kept-alive, the 1 MiB asset
 #
+# Reverse-proxy cases (issue 5; CASES=proxy is both; not in the default CASES): GET API_PATH through
+# each proxy to a fast upstream = nginx `return 200` of a 291-byte JSON, rendered from
+# ../shared/anchors/conf/nginx-upstream.conf into BENCH_VAR (1 worker, UPSTREAM_PORT, pinned to the
+# LOAD CPU like the anchors' :9001, so the proxy under test owns SERVER_CPU), started once:
+#   api               wrk -c CONN (64), kept-alive client connections
+#   api_1k            wrk -c API_1K_CONN (1000); run.sh's wrk keeps --timeout 5s (mean latency at
+#                     1000 connections is ~40 ms at 25k req/s, so 5 s only catches stalls)
+# Proxies: edge (an [[upstream]] "api" + a /api/ proxy route in edge.toml), nginx (proxy_pass to an
+# upstream block with `keepalive UPSTREAM_KEEPALIVE`, the anchors' nginx-api-proxy.inc) and HAProxy
+# (SERVERS may include haproxy, which runs only these cases: the anchors' haproxy.cfg, nbthread 1,
+# HAPROXY_PORT). All three send the anchors' 6 security headers on /api, as on the static routes.
+# The script raises its open-files limit (ulimit -n, NOFILE) so wrk, edge and the proxies can hold
+# 1000 client + 1000 upstream connections.
+#
 # Environment (all optional):
 #   EDGE_BIN=build/edge   edge binary (relative to the repo root, or absolute)
 #   SERVERS="edge nginx"  which servers to run
 #   CASES="small index spa js_id img js_br js_gz js_br_mem js_gz_mem tls_hs_new tls_hs_resumed
 #          tls_hs_new_stime tls_small tls_img"
-#                         (any case of ../shared/anchors/run.sh without TLS/api, plus js_br_mem js_gz_mem and
-#                         the tls_* cases; the word "tls" stands for every tls_* case)
+#                         (any case of ../shared/anchors/run.sh without TLS/api, plus js_br_mem js_gz_mem,
+#                         the tls_* cases and api api_1k; the word "tls" stands for every tls_* case,
+#                         "proxy" for "api api_1k")
+#   SERVERS="edge nginx haproxy"  haproxy runs only the api cases (skipped, with a SKIP line, for the rest)
 #   RUNS=3  DUR=6  WARMUP=1  CONN=64      per-case wrk: WARMUP s unmeasured, then DUR s measured
+#   API_1K_CONN=1000                      api_1k: wrk connections
+#   API_PATH=/api/readings                the api cases' request path (PATH_API of ../shared/anchors/run.sh)
+#   UPSTREAM_PORT=9101  HAPROXY_PORT=8186 the fast upstream (api cases) / HAProxy's listener
+#   UPSTREAM_KEEPALIVE=64                 idle upstream connections kept: edge `keepalive`, nginx `keepalive`
+#                                         (HAProxy keeps the anchors' `http-reuse safe`, no idle cap)
+#   NOFILE=65536                          open-files limit the script raises itself to (at least
+#                                         API_1K_CONN × 2 + 1000 is required when api_1k is asked for)
+#   HAPROXY_BIN=/usr/sbin/haproxy         HAProxy binary (Debian package haproxy)
+#   PROBE_CONC_SECS=1                     api_1k probe: an unmeasured wrk -c API_1K_CONN for this many s
+#                                         must see no error/timeout (0 = skip it)
 #   EDGE_PORT=8180  NGINX_PORT=8181       127.0.0.1 only
 #   EDGE_NOSIB_PORT=8182 NGINX_NOSIB_PORT=8183   the no-sibling site (js_*_mem cases)
 #   EDGE_TLS_PORT=8184 NGINX_TLS_PORT=8185       the TLS listeners (tls_* cases)
@@ -74,9 +103,13 @@ R=$VAR/rendered
 
 SERVERS=${SERVERS:-edge nginx}
 TLS_CASES="tls_hs_new tls_hs_resumed tls_hs_new_stime tls_small tls_img"
+API_CASES="api api_1k"
 CASES=${CASES:-small index spa js_id img js_br js_gz js_br_mem js_gz_mem $TLS_CASES}
-CASES=$(for c in $CASES; do if [ "$c" = tls ]; then echo $TLS_CASES; else echo "$c"; fi; done | xargs)
+CASES=$(for c in $CASES; do case $c in tls) echo $TLS_CASES ;; proxy) echo $API_CASES ;; *) echo "$c" ;; esac; done | xargs)
 RUNS=${RUNS:-3}; DUR=${DUR:-6}; WARMUP=${WARMUP:-1}; CONN=${CONN:-64}
+API_1K_CONN=${API_1K_CONN:-1000}; API_PATH=${API_PATH:-/api/readings}
+UPSTREAM_PORT=${UPSTREAM_PORT:-9101}; HAPROXY_PORT=${HAPROXY_PORT:-8186}; UPSTREAM_KEEPALIVE=${UPSTREAM_KEEPALIVE:-64}
+NOFILE=${NOFILE:-65536}; PROBE_CONC_SECS=${PROBE_CONC_SECS:-1}
 EDGE_PORT=${EDGE_PORT:-8180}; NGINX_PORT=${NGINX_PORT:-8181}
 EDGE_NOSIB_PORT=${EDGE_NOSIB_PORT:-8182}; NGINX_NOSIB_PORT=${NGINX_NOSIB_PORT:-8183}
 EDGE_TLS_PORT=${EDGE_TLS_PORT:-8184}; NGINX_TLS_PORT=${NGINX_TLS_PORT:-8185}
@@ -88,10 +121,11 @@ EDGE_LOG_LEVEL=${EDGE_LOG_LEVEL:-warn}
 BUILD_WAIT_MAX=${BUILD_WAIT_MAX:-3600}
 QUIET_MAX=${QUIET_MAX:-25}; QUIET_WAIT=${QUIET_WAIT:-120}
 STRICT=${STRICT:-0}; NO_INSTALL=${NO_INSTALL:-0}; PROBE_ONLY=${PROBE_ONLY:-0}
-EDGE_LABEL=${EDGE_LABEL:-edge}; NGINX_LABEL=${NGINX_LABEL:-nginx}
+EDGE_LABEL=${EDGE_LABEL:-edge}; NGINX_LABEL=${NGINX_LABEL:-nginx}; HAPROXY_LABEL=${HAPROXY_LABEL:-haproxy}
 EDGE_BIN=${EDGE_BIN:-build/edge}
 case $EDGE_BIN in /*) ;; *) EDGE_BIN=$REPO/$EDGE_BIN ;; esac
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
+HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 
 say() { echo "bench: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -103,11 +137,19 @@ any_mem_case() { local c; for c in $CASES; do is_mem_case "$c" && return 0; done
 # tls_* cases run against the TLS listener of the same process (EDGE_TLS_PORT / NGINX_TLS_PORT).
 is_tls_case() { case $1 in tls_*) return 0 ;; *) return 1 ;; esac; }
 any_tls_case() { local c; for c in $CASES; do is_tls_case "$c" && return 0; done; return 1; }
-anchor_case() { # the case name ../shared/anchors/run.sh knows (js_br_mem -> js_br, tls_small -> small)
-  case $1 in tls_hs_new) echo hs_new ;; tls_*) echo "${1#tls_}" ;; *) echo "${1%_mem}" ;; esac
+# api cases go through the proxy route to the fast upstream (UPSTREAM_PORT); haproxy runs only these.
+is_api_case() { case $1 in api|api_1k) return 0 ;; *) return 1 ;; esac; }
+any_api_case() { local c; for c in $CASES; do is_api_case "$c" && return 0; done; return 1; }
+conn_of() { if [ "$1" = api_1k ]; then echo "$API_1K_CONN"; else echo "$CONN"; fi; }   # wrk -c of a case
+anchor_case() { # the case name ../shared/anchors/run.sh knows (js_br_mem -> js_br, tls_small -> small, api_1k -> api)
+  case $1 in tls_hs_new) echo hs_new ;; tls_*) echo "${1#tls_}" ;; api_1k) echo api ;; *) echo "${1%_mem}" ;; esac
 }
-# nginx has no on-the-fly brotli in Debian 12 (libnginx-mod-http-brotli-static is the static half only)
-skipped() { [ "$1" = nginx ] && [ "$2" = js_br_mem ]; }
+skip_reason() { # skip_reason SERVER CASE -> why this server does not run this case (empty: it runs it)
+  # nginx has no on-the-fly brotli in Debian 12 (libnginx-mod-http-brotli-static is the static half only)
+  if [ "$1" = nginx ] && [ "$2" = js_br_mem ]; then echo "Debian's_nginx_has_no_on-the-fly_brotli"
+  elif [ "$1" = haproxy ] && ! is_api_case "$2"; then echo "haproxy_is_a_proxy_only_(api_cases)"; fi
+}
+skipped() { [ -n "$(skip_reason "$1" "$2")" ]; }
 brotli_mod() { # path of Debian's brotli_static nginx module, or nothing
   local f
   for f in /usr/lib/nginx/modules/ngx_http_brotli_static_module.so /usr/share/nginx/modules/ngx_http_brotli_static_module.so \
@@ -118,7 +160,9 @@ brotli_mod() { # path of Debian's brotli_static nginx module, or nothing
 }
 
 # ---------------------------------------------------------------- preconditions
-for s in $SERVERS; do case $s in edge|nginx) ;; *) die "unknown server '$s' in SERVERS (edge, nginx)";; esac; done
+for s in $SERVERS; do case $s in edge|nginx|haproxy) ;; *) die "unknown server '$s' in SERVERS (edge, nginx, haproxy)";; esac; done
+has haproxy && ! any_api_case && say "haproxy runs only the api cases (CASES has none): it is not started"
+case $API_1K_CONN in ''|*[!0-9]*|0) die "API_1K_CONN must be a positive number";; esac
 if has edge && [ ! -x "$EDGE_BIN" ]; then
   die "edge binary not found at $EDGE_BIN — build it first (cmake) or set EDGE_BIN=/path/to/edge; SERVERS=nginx runs the nginx half alone"
 fi
@@ -127,7 +171,8 @@ case $SERVER_CPU in ''|*[!0-9]*) die "SERVER_CPU must be a CPU number";; esac
 
 # Tools. Debian package names; installing is allowed but must not leave a system nginx running.
 need_pkgs=()
-has nginx && [ ! -x "$NGINX_BIN" ] && need_pkgs+=(nginx)
+{ has nginx || any_api_case; } && [ ! -x "$NGINX_BIN" ] && need_pkgs+=(nginx)   # the api cases' upstream is nginx too
+has haproxy && any_api_case && [ ! -x "$HAPROXY_BIN" ] && need_pkgs+=(haproxy)
 has nginx && has_case js_br && [ -z "$(brotli_mod)" ] && need_pkgs+=(libnginx-mod-http-brotli-static)   # brotli_static
 command -v wrk >/dev/null || need_pkgs+=(wrk)
 command -v curl >/dev/null || need_pkgs+=(curl)
@@ -140,7 +185,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   [ "$NO_INSTALL" = 1 ] && die "missing: ${need_pkgs[*]} (NO_INSTALL=1)"
   [ "$(id -u)" = 0 ] || die "missing: ${need_pkgs[*]} — run: sudo apt-get install -y ${need_pkgs[*]}"
   say "installing ${need_pkgs[*]}"
-  sys_pid_before=$(cat /run/nginx.pid 2>/dev/null || true)
+  sys_pid_before=$(cat /run/nginx.pid 2>/dev/null || true); sys_hap_before=$(cat /run/haproxy.pid 2>/dev/null || true)
   DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
     "${need_pkgs[@]}" >"$VAR/apt.log" 2>&1 || { tail -20 "$VAR/apt.log" >&2; die "apt-get install failed (log: $VAR/apt.log)"; }
   # The Debian package may start its own nginx on :80 (when no policy-rc.d forbids it).
@@ -154,9 +199,37 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
       kill -QUIT "$sys_pid" 2>/dev/null || true
     fi
   fi
+  # Same for the haproxy package (its default config listens nowhere, but the service would run).
+  sys_pid=$(cat /run/haproxy.pid 2>/dev/null || true)
+  if [ -n "$sys_pid" ] && [ "$sys_pid" != "$sys_hap_before" ] && kill -0 "$sys_pid" 2>/dev/null; then
+    say "the haproxy package started a system haproxy (pid $sys_pid); stopping it"
+    if command -v systemctl >/dev/null && systemctl is-active --quiet haproxy 2>/dev/null; then
+      systemctl stop haproxy; systemctl disable haproxy >/dev/null 2>&1 || true
+    else
+      kill -TERM "$sys_pid" 2>/dev/null || true
+    fi
+  fi
 fi
+has haproxy && any_api_case && { [ -x "$HAPROXY_BIN" ] || die "haproxy still missing ($HAPROXY_BIN)"; }
+any_api_case && { [ -x "$NGINX_BIN" ] || die "nginx (the api cases' upstream) still missing ($NGINX_BIN)"; }
 for t in wrk curl brotli gzip taskset python3; do command -v $t >/dev/null || die "$t still missing"; done
 BROTLI_MOD=$(brotli_mod)
+
+# Open files: 1000 client connections (api_1k) through a proxy are 1000 more to the upstream, and wrk,
+# edge and haproxy inherit this shell's limit (nginx sets its own: worker_rlimit_nofile 20000). Raise
+# the soft limit to NOFILE (and the hard one when root may), else as far as the hard limit allows.
+nofile_before=$(ulimit -Sn)
+if [ "$nofile_before" != unlimited ] && [ "$nofile_before" -lt "$NOFILE" ]; then
+  ulimit -n "$NOFILE" 2>/dev/null || ulimit -Sn "$NOFILE" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+fi
+NOFILE_NOW=$(ulimit -Sn)
+if [ "$NOFILE_NOW" != "$nofile_before" ]; then say "open-files limit raised: $nofile_before -> $NOFILE_NOW (hard $(ulimit -Hn))"
+elif [ "$NOFILE_NOW" != unlimited ] && [ "$NOFILE_NOW" -lt "$NOFILE" ]; then
+  say "open-files limit stays $NOFILE_NOW: the hard limit is $(ulimit -Hn) and may not be raised here (NOFILE=$NOFILE)"
+fi
+if has_case api_1k && [ "$NOFILE_NOW" != unlimited ] && [ "$NOFILE_NOW" -lt $(( API_1K_CONN * 2 + 1000 )) ]; then
+  die "open-files limit $NOFILE_NOW is too low for api_1k ($API_1K_CONN client + $API_1K_CONN upstream connections); raise the hard limit (ulimit -Hn)"
+fi
 has nginx && has_case js_br && [ -z "$BROTLI_MOD" ] &&
   say "warning: nginx brotli_static module not found (libnginx-mod-http-brotli-static); nginx js_br will be served without brotli"
 
@@ -212,18 +285,24 @@ wait_quiet() { # wait (up to QUIET_WAIT s) until other processes use at most QUI
 # ---------------------------------------------------------------- server lifecycle
 declare -A PID PORT
 PORT[edge]=$EDGE_PORT; PORT[nginx]=$NGINX_PORT; PORT[edge_nosib]=$EDGE_NOSIB_PORT
+PORT[haproxy]=$HAPROXY_PORT; PORT[upstream]=$UPSTREAM_PORT
 # Processes started here: the servers, plus a second edge (edge_nosib, the no-sibling site) when a
 # js_*_mem case is asked for. nginx serves both sites from one process (two server blocks).
+# haproxy only when an api case is asked for; then also the fast upstream (an nginx on the load CPU),
+# listed first so it is up before the proxies and stopped with them.
 INSTANCES=""
+any_api_case && INSTANCES="upstream"
 for s in $SERVERS; do
+  [ "$s" = haproxy ] && ! any_api_case && continue
   INSTANCES="$INSTANCES $s"
   [ "$s" = edge ] && any_mem_case && INSTANCES="$INSTANCES edge_nosib"
 done
 inst_of() { # inst_of SERVER CASE -> the process instance that serves this case
   if [ "$1" = edge ] && is_mem_case "$2"; then echo edge_nosib; else echo "$1"; fi
 }
-port_of() { # port_of SERVER CASE
-  if is_tls_case "$2"; then [ "$1" = edge ] && echo "$EDGE_TLS_PORT" || echo "$NGINX_TLS_PORT"
+port_of() { # port_of SERVER CASE (the api cases use each server's main port; haproxy has only HAPROXY_PORT)
+  if [ "$1" = haproxy ]; then echo "$HAPROXY_PORT"
+  elif is_tls_case "$2"; then [ "$1" = edge ] && echo "$EDGE_TLS_PORT" || echo "$NGINX_TLS_PORT"
   elif is_mem_case "$2"; then [ "$1" = edge ] && echo "$EDGE_NOSIB_PORT" || echo "$NGINX_NOSIB_PORT"
   else echo "${PORT[$1]}"; fi
 }
@@ -253,14 +332,17 @@ cleanup() {
 }
 
 start_server() { # start_server NAME CMD... — foreground process pinned to SERVER_CPU; $! is its PID
-  local name=$1; shift
-  local port=${PORT[$name]}
+  start_server_on "$SERVER_CPU" "$@"
+}
+start_server_on() { # start_server_on CPU NAME CMD... — the same, pinned to CPU ("" = not pinned)
+  local cpu=$1 name=$2; shift 2
+  local port=${PORT[$name]} pin=(env); [ -n "$cpu" ] && pin=(taskset -c "$cpu")
   stop_server "$name"          # a PID left over from an interrupted run of this script
   port_open "$port" && die "port $port is already in use by something else; set ${name^^}_PORT"
-  nohup taskset -c "$SERVER_CPU" "$@" >"$VAR/log/$name.out" 2>&1 &
+  nohup "${pin[@]}" "$@" >"$VAR/log/$name.out" 2>&1 &
   PID[$name]=$!; echo "${PID[$name]}" > "$VAR/run/$name.pid"
   for _ in $(seq 1 100); do
-    port_open "$port" && { say "$name started: pid ${PID[$name]}, cpu $SERVER_CPU, http://127.0.0.1:$port"; return 0; }
+    port_open "$port" && { say "$name started: pid ${PID[$name]}, cpu ${cpu:-any}, http://127.0.0.1:$port"; return 0; }
     kill -0 "${PID[$name]}" 2>/dev/null || break
     sleep 0.1
   done
@@ -320,7 +402,10 @@ EDGE_HEADERS=$(awk '$1=="add_header"{ v=$0; sub(/^[^"]*"/, "", v); sub(/"[^"]*$/
                   gsub(/\\/, "\\\\", v); printf "%s\"%s\" = \"%s\"", sep, $2, v; sep=", " }' "$ANCH/conf/nginx-sec-headers.inc")
 [ "$(echo "$SEC_NAMES" | wc -l)" = 6 ] || say "warning: expected 6 security headers, found: $SEC_NAMES"
 
-cpumask=1; for _ in $(seq 1 "$SERVER_CPU"); do cpumask=${cpumask}0; done; [ "$SERVER_CPU" = 0 ] && cpumask=01
+cpumask_of() { # nginx worker_cpu_affinity mask of one CPU: 0 -> 01, 1 -> 10, 2 -> 100
+  local m=1; for _ in $(seq 1 "$1"); do m=${m}0; done; [ "$1" = 0 ] && m=01; echo "$m"
+}
+cpumask=$(cpumask_of "$SERVER_CPU")
 if [ "$NGINX_OPEN_FILE_CACHE" = 1 ]; then
   OFC="    open_file_cache max=1000 inactive=60s; open_file_cache_valid 60s; open_file_cache_min_uses 1; open_file_cache_errors on;"
 else
@@ -335,29 +420,60 @@ fi
 # Lines starting with __TLS__ in the templates are the TLS listener: kept (prefix removed) when a
 # tls_* case is asked for, deleted otherwise (so a run without TLS cases renders what it always did).
 TLS_SED=(-e '/^__TLS__/d'); any_tls_case && TLS_SED=(-e 's/^__TLS__//')
+# Lines starting with __API__ are the /api/ proxy (upstream pool + route): kept only for the api cases.
+API_SED=(-e '/^__API__/d'); any_api_case && API_SED=(-e 's/^__API__//')
 if [ -n "$NGINX_TLS_SUITES" ]; then
   NGINX_TLS_EXTRA="        ssl_prefer_server_ciphers on; ssl_conf_command Ciphersuites $NGINX_TLS_SUITES;   # NGINX_TLS_SUITES"
 else
   NGINX_TLS_EXTRA="        ssl_prefer_server_ciphers off;   # the client's TLS 1.3 suite order, as in the anchors"
 fi
-render_edge() { # render_edge OUT PORT ROOT [tls]
-  local tls=(-e '/^__TLS__/d'); [ "${4:-}" = tls ] && tls=("${TLS_SED[@]}")
-  sed "${tls[@]}" -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$2#g" -e "s#__ROOT__#$(esc "$3")#g" \
+render_edge() { # render_edge OUT PORT ROOT [tls] [api]
+  local tls=(-e '/^__TLS__/d') api=(-e '/^__API__/d') f
+  for f in "${@:4}"; do case $f in tls) tls=("${TLS_SED[@]}") ;; api) api=("${API_SED[@]}") ;; esac; done
+  sed "${tls[@]}" "${api[@]}" -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$2#g" -e "s#__ROOT__#$(esc "$3")#g" \
       -e "s#__TLS_PORT__#$EDGE_TLS_PORT#g" -e "s#__CERT__#../certs/ecdsa.crt#g" -e "s#__KEY__#../certs/ecdsa.key#g" \
+      -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" -e "s#__UPSTREAM_KEEPALIVE__#$UPSTREAM_KEEPALIVE#g" \
       -e "s#__HEADERS__#$(esc "$EDGE_HEADERS")#g" "$BENCH/conf/edge.toml.in" > "$1"
 }
-render_edge "$R/edge.toml" "$EDGE_PORT" ../site tls
+render_edge "$R/edge.toml" "$EDGE_PORT" ../site tls api
 render_edge "$R/edge-nosib.toml" "$EDGE_NOSIB_PORT" ../site-nosib
-sed "${TLS_SED[@]}" -e "s#__TLS_PORT__#$NGINX_TLS_PORT#g" -e "s#__CERT__#$(esc "$CERT")#g" -e "s#__KEY__#$(esc "$CERT_KEY")#g" \
+sed "${TLS_SED[@]}" "${API_SED[@]}" -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" -e "s#__UPSTREAM_KEEPALIVE__#$UPSTREAM_KEEPALIVE#g" \
+    -e "s#__TLS_PORT__#$NGINX_TLS_PORT#g" -e "s#__CERT__#$(esc "$CERT")#g" -e "s#__KEY__#$(esc "$CERT_KEY")#g" \
     -e "s#__NGINX_TLS_EXTRA__#$(esc "$NGINX_TLS_EXTRA")#g" \
     -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" \
     -e "s#__PORT__#$NGINX_PORT#g" -e "s#__NOSIB_PORT__#$NGINX_NOSIB_PORT#g" -e "s#__CPUMASK__#$cpumask#g" \
     -e "s#__OPEN_FILE_CACHE__#$(esc "$OFC")#g" -e "s#__LOAD_MODULES__#$(esc "$LOADMOD")#g" \
     -e "s#__BROTLI_STATIC__#$(esc "$BROTLI")#g" "$BENCH/conf/nginx.conf.in" > "$R/nginx.conf"
-for f in nginx-site.inc nginx-sec-headers.inc; do
+for f in nginx-site.inc nginx-sec-headers.inc nginx-api-proxy.inc; do
   sed -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" "$BENCH/conf/$f" > "$R/$f"
 done
 sed -e "s#__SITE__#$(esc "$SITE_NOSIB")#g" -e "s#__CONF__#$(esc "$R")#g" "$BENCH/conf/nginx-site.inc" > "$R/nginx-site-nosib.inc"
+
+# The api cases: the fast upstream, rendered from the anchors' own file (same 291-byte JSON, 1 worker)
+# with its port and CPU replaced (the anchors' 127.0.0.1:9001 / CPU1 -> UPSTREAM_PORT / LOADGEN_CPU),
+# and HAProxy from bench/conf/haproxy.cfg.in (the anchors' haproxy.cfg) with the 6 security headers
+# generated from the same nginx-sec-headers.inc as edge's and nginx's.
+if any_api_case; then
+  cmp -s "$BENCH/conf/nginx-api-proxy.inc" "$ANCH/conf/nginx-api-proxy.inc" ||
+    say "warning: bench/conf/nginx-api-proxy.inc differs from $ANCH/conf/nginx-api-proxy.inc"
+  if [ -n "$LOADGEN_CPU" ]; then UP_AFFINITY="worker_cpu_affinity $(cpumask_of "$LOADGEN_CPU");   # LOADGEN_CPU (bench/run.sh)"
+  else UP_AFFINITY="# worker_cpu_affinity: LOADGEN_CPU is empty, not pinned (bench/run.sh)"; fi
+  sed -e "s#__VAR__#$(esc "$VAR")#g" -e "s#listen 127\.0\.0\.1:9001 #listen 127.0.0.1:$UPSTREAM_PORT #" \
+      -e "s#^worker_cpu_affinity 10;.*#$(esc "$UP_AFFINITY")#" "$ANCH/conf/nginx-upstream.conf" > "$R/nginx-upstream.conf"
+  grep -q "listen 127.0.0.1:$UPSTREAM_PORT " "$R/nginx-upstream.conf" && grep -qF "$UP_AFFINITY" "$R/nginx-upstream.conf" ||
+    die "could not set the port/CPU of $ANCH/conf/nginx-upstream.conf (expected 'listen 127.0.0.1:9001 ' and 'worker_cpu_affinity 10;')"
+  awk '$1=="add_header"{ v=$0; sub(/^[^"]*"/, "", v); sub(/"[^"]*$/, "", v);
+         printf "    http-response set-header %s \"%s\"\n", $2, v }' "$ANCH/conf/nginx-sec-headers.inc" > "$R/haproxy-sec-headers.cfg"
+  sed -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__PORT__#$HAPROXY_PORT#g" -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" \
+      -e "s#__API_PREFIX__#/api/#g" -e "/__SEC_HEADERS__/{r $R/haproxy-sec-headers.cfg" -e "d}" \
+      "$BENCH/conf/haproxy.cfg.in" > "$R/haproxy.cfg"
+  "$NGINX_BIN" -t -q -p "$VAR" -e "$VAR/log/upstream.error.log" -c "$R/nginx-upstream.conf" 2>"$VAR/log/upstream.check" ||
+    { cat "$VAR/log/upstream.check" >&2; die "nginx -t rejected $R/nginx-upstream.conf"; }
+  if has haproxy; then
+    "$HAPROXY_BIN" -c -q -f "$R/haproxy.cfg" >"$VAR/log/haproxy.check" 2>&1 ||
+      { cat "$VAR/log/haproxy.check" >&2; die "haproxy -c rejected $R/haproxy.cfg"; }
+  fi
+fi
 
 if has edge; then
   for f in edge edge-nosib; do
@@ -373,10 +489,13 @@ fi
 # ---------------------------------------------------------------- start
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-wait_no_build
+[ "$PROBE_ONLY" = 1 ] || wait_no_build   # probes are not timed: PROBE_ONLY does not wait for a build
 if any_tls_case; then for s in $SERVERS; do
+  [ "$s" = haproxy ] && continue   # no TLS listener (api cases only)
   p=$(port_of "$s" tls_small); port_open "$p" && die "TLS port $p is already in use by something else; set ${s^^}_TLS_PORT"
 done; fi
+case " $INSTANCES " in *" upstream "*)   # the fast upstream of the api cases: on the LOAD CPU, with wrk
+  start_server_on "$LOADGEN_CPU" upstream "$NGINX_BIN" -p "$VAR" -e "$VAR/log/upstream.error.log" -c "$R/nginx-upstream.conf" || exit 1 ;; esac
 if has edge; then start_server edge "$EDGE_BIN" --config "$R/edge.toml" || exit 1; fi
 case " $INSTANCES " in *" edge_nosib "*)
   start_server edge_nosib "$EDGE_BIN" --config "$R/edge-nosib.toml" || exit 1 ;; esac
@@ -388,14 +507,26 @@ if has nginx; then
     say "nginx also serves the no-sibling site on http://127.0.0.1:$NGINX_NOSIB_PORT (on-the-fly gzip)"
   fi
 fi
+case " $INSTANCES " in *" haproxy "*)   # -db: foreground, no master-worker; nbthread 1
+  start_server haproxy "$HAPROXY_BIN" -db -f "$R/haproxy.cfg" || exit 1 ;; esac
 if any_tls_case; then for s in $SERVERS; do
+  [ "$s" = haproxy ] && continue
   p=$(port_of "$s" tls_small)
   for _ in $(seq 1 50); do port_open "$p" && break; sleep 0.1; done
   port_open "$p" || die "$s does not listen on its TLS port $p; see $VAR/log/$s.out / nginx.error.log"
   say "$s also serves https://127.0.0.1:$p (ECDSA P-256, sha256 ${CERT_FP:0:16}…)"
 done; fi
+# The api cases' reference answer: the upstream's own, fetched directly (the proxies must pass it on
+# byte for byte). The anchors' upstream answers 200 with 291 bytes.
+UPSTREAM_BODY=$VAR/log/upstream-body.json; UP_CHECK=""
+if any_api_case; then
+  UP_CHECK=$(curl -s --http1.1 --max-time 10 -o "$UPSTREAM_BODY" -w '%{http_code} %{size_download}' "http://127.0.0.1:$UPSTREAM_PORT$API_PATH")
+  [ "$UP_CHECK" = "200 291" ] || say "warning: the upstream answers $API_PATH directly with '$UP_CHECK' (the anchors': '200 291')"
+  say "upstream: GET $API_PATH directly -> ${UP_CHECK:-nothing} B"
+fi
 label_of() { # RESULT/PROBE label of a server; MEM label of an instance
-  case $1 in edge) echo "$EDGE_LABEL" ;; edge_nosib) echo "$EDGE_LABEL-nosib" ;; *) echo "$NGINX_LABEL" ;; esac
+  case $1 in edge) echo "$EDGE_LABEL" ;; edge_nosib) echo "$EDGE_LABEL-nosib" ;; haproxy) echo "$HAPROXY_LABEL" ;;
+             upstream) echo upstream ;; *) echo "$NGINX_LABEL" ;; esac
 }
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
@@ -405,6 +536,10 @@ RAW=$VAR/results/raw-$STAMP.txt
   echo "# git $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo -) servers=[$SERVERS] cases=[$CASES] RUNS=$RUNS DUR=$DUR WARMUP=$WARMUP CONN=$CONN server_cpu=$SERVER_CPU loadgen_cpu=$LOADGEN_CPU open_file_cache=$NGINX_OPEN_FILE_CACHE"
   has edge && echo "# edge: $EDGE_BIN ($("$EDGE_BIN" --version 2>&1 | head -1), built $(date -u -r "$EDGE_BIN" '+%Y-%m-%d %H:%M UTC'))"
   has nginx && echo "# nginx: $("$NGINX_BIN" -v 2>&1 | head -1)${BROTLI_MOD:+ + $(dpkg-query -W -f '${Package} ${Version}' libnginx-mod-http-brotli-static 2>/dev/null)}"
+  if any_api_case; then
+    echo "# api: GET $API_PATH; upstream nginx :$UPSTREAM_PORT on cpu ${LOADGEN_CPU:-any} ($R/nginx-upstream.conf, answers ${UP_CHECK:-nothing} B directly); upstream keepalive edge/nginx $UPSTREAM_KEEPALIVE; api CONN=$CONN api_1k CONN=$API_1K_CONN; open files $NOFILE_NOW (hard $(ulimit -Hn))"
+    has haproxy && echo "# haproxy: $("$HAPROXY_BIN" -v 2>&1 | head -1) ($(dpkg-query -W -f '${Package} ${Version}' haproxy 2>/dev/null))"
+  fi
   if any_tls_case; then
     echo "# tls: cert $CERT (ECDSA P-256, sha256 $CERT_FP) on edge :$EDGE_TLS_PORT and nginx :$NGINX_TLS_PORT; $(openssl version); $(h2load --version 2>/dev/null | head -1); nginx TLS 1.3 suites: ${NGINX_TLS_SUITES:-client order (default)}; HS_CONN=$HS_CONN STIME_SECS=$STIME_SECS"
   fi
@@ -420,13 +555,15 @@ case_path() {
     small) echo /assets/small-D1kP3xWa.svg ;; index) echo /index.html ;; root) echo / ;;
     spa) echo /readings/123 ;; js_id|js_br|js_gz|js_br_mem|js_gz_mem) echo "/$JS" ;;
     css_br) echo /assets/index-B4mZ9kQe.css ;; img) echo /assets/hero-Bx8nR2Tq.jpg ;;
+    api|api_1k) echo "$API_PATH" ;;
     *) echo "" ;;
   esac
 }
 case_want() { # case_want CASE -> sets WSIZE (empty = any), WENC (Accept-Encoding sent and
-              # Content-Encoding wanted; - = none), WCC (Cache-Control), WFILE (file the body decodes to)
+              # Content-Encoding wanted; - = none), WCC (Cache-Control), WFILE (file the body decodes to),
+              # WCT (Content-Type, checked when set)
   local imm="public, max-age=31536000, immutable"
-  WSIZE=""; WENC=-; WCC=$imm; WFILE=""
+  WSIZE=""; WENC=-; WCC=$imm; WFILE=""; WCT=""
   case $1 in
     small) WSIZE=1024 ;;
     index|spa|root) WSIZE=1000; WCC="no-cache" ;;
@@ -437,6 +574,8 @@ case_want() { # case_want CASE -> sets WSIZE (empty = any), WENC (Accept-Encodin
     js_br_mem) WENC=br; WFILE=$SITE/$JS ;;       # the server's own compression: any size that decodes right
     js_gz_mem) WENC=gzip; WFILE=$SITE/$JS ;;
     css_br) WSIZE=$(stat -c %s "$SITE/assets/index-B4mZ9kQe.css.br"); WENC=br; WFILE=$SITE/assets/index-B4mZ9kQe.css ;;
+    # through the proxy: the upstream's own answer byte for byte (291 B JSON), no Cache-Control required
+    api|api_1k) WSIZE=$(stat -c %s "$UPSTREAM_BODY"); WFILE=$UPSTREAM_BODY; WCC=""; WCT=application/json ;;
     *) WCC="" ;;
   esac
 }
@@ -467,8 +606,8 @@ warm_variants() {
 
 BAD=0
 probe_case() { # probe_case SERVER CASE -> PROBE line; sets BAD=1 on a mismatch
-  local s=$1 c=$2 path out status size hbytes h b cc enc vary problems=() n port
-  path=$(case_path "$c"); [ -n "$path" ] || { say "case $c is not a static case of this bench"; return; }
+  local s=$1 c=$2 path out status size hbytes h b cc enc vary problems=() n port extra="" ct
+  path=$(case_path "$c"); [ -n "$path" ] || { say "case $c is not a case of this bench"; return; }
   case_want "$c"; port=$(port_of "$s" "$c")
   h=$VAR/log/probe-$s-$c.headers; b=$VAR/log/probe-$s-$c.body
   local ae=(); [ "$WENC" != - ] && ae=(-H "Accept-Encoding: $WENC")
@@ -480,7 +619,8 @@ probe_case() { # probe_case SERVER CASE -> PROBE line; sets BAD=1 on a mismatch
   enc=$(hdr_val "$h" content-encoding); enc=${enc:--}
   [ "$enc" = "$WENC" ] || problems+=("Content-Encoding '$enc' (want '$WENC')")
   if [ -n "$WFILE" ] && [ "$enc" = "$WENC" ] && ! decode "$enc" < "$b" 2>/dev/null | cmp -s - "$WFILE"; then
-    problems+=("body does not decode to $(basename "$WFILE")")
+    if is_api_case "$c"; then problems+=("body differs from the upstream's ($WFILE)")
+    else problems+=("body does not decode to $(basename "$WFILE")"); fi
   fi
   vary=$(hdr_val "$h" vary); vary=${vary:--}
   cc=$(hdr_val "$h" cache-control)
@@ -492,8 +632,29 @@ probe_case() { # probe_case SERVER CASE -> PROBE line; sets BAD=1 on a mismatch
     # the anchors' nginx config sends it anyway). Every URL here is http, so it is not required.
     elif [ "${name,,}" != strict-transport-security ]; then problems+=("missing $name"); fi
   done
+  if [ -n "$WCT" ]; then
+    ct=$(hdr_val "$h" content-type); extra+=" ctype=${ct// /}"
+    case $ct in "$WCT"|"$WCT;"*) ;; *) problems+=("Content-Type '$ct' (want $WCT)") ;; esac
+  fi
+  if [ "$c" = api_1k ] && [ "$PROBE_CONC_SECS" != 0 ]; then
+    # api_1k: the case's own wrk (-c API_1K_CONN, --timeout 5s as in run.sh) for PROBE_CONC_SECS s,
+    # unmeasured: all the connections must get through (open-files limits, backlogs, the proxy's own
+    # connection limits) without a connect/read/write error, a non-2xx status or a timeout.
+    local w f e errs="" pin=(); local -A kv=(); [ -n "$LOADGEN_CPU" ] && pin=(taskset -c "$LOADGEN_CPU")
+    w=$("${pin[@]}" timeout $((PROBE_CONC_SECS + 30)) wrk -t1 -c"$API_1K_CONN" -d"${PROBE_CONC_SECS}s" --timeout 5s \
+        -s "$ANCH/report.lua" "http://127.0.0.1:$port$path" 2>&1 | tee "$VAR/log/probe-$s-$c.wrk" | sed -n 's/^WRK //p')
+    for f in $w; do kv[${f%%=*}]=${f#*=}; done
+    if [ -z "$w" ] || [ "${kv[reqs]:-0}" = 0 ]; then
+      problems+=("wrk -c$API_1K_CONN got no answer (log/probe-$s-$c.wrk)")
+    fi
+    for e in connect read write status timeout; do
+      errs+="${errs:+,}$e:${kv[err_$e]:-?}"
+      [ "${kv[err_$e]:-0}" = 0 ] || problems+=("wrk -c$API_1K_CONN: ${kv[err_$e]} $e errors")
+    done
+    extra+=" conc=$API_1K_CONN conc_secs=$PROBE_CONC_SECS conc_reqs=${kv[reqs]:-0} conc_p99_ms=${kv[p99_ms]:-?} conc_errors=$errs"
+  fi
   local verdict=ok; [ ${#problems[@]} -gt 0 ] && { verdict="MISMATCH: $(IFS=';'; echo "${problems[*]}")"; BAD=1; }
-  echo "PROBE label=$(label_of "$s") case=$c url=http://127.0.0.1:$port$path ae=${WENC} status=$status enc=$enc size=$size hdr_bytes=$hbytes vary=${vary// /} sec_headers=$n/$(echo "$SEC_NAMES" | wc -w) result=${verdict// /_}" | tee -a "$RAW"
+  echo "PROBE label=$(label_of "$s") case=$c url=http://127.0.0.1:$port$path ae=${WENC} status=$status enc=$enc size=$size hdr_bytes=$hbytes vary=${vary// /} sec_headers=$n/$(echo "$SEC_NAMES" | wc -w)$extra result=${verdict// /_}" | tee -a "$RAW"
   [ "$verdict" = ok ] || say "$s $c ($path, Accept-Encoding: $WENC): $verdict — headers in $h, body in $b"
 }
 # ---------------------------------------------------------------- TLS probe (tls_* cases)
@@ -549,7 +710,7 @@ probe_tls() {
 case " $INSTANCES " in *" edge_nosib "*) warm_variants ;; esac
 for s in $SERVERS; do for c in $CASES; do
   if skipped "$s" "$c"; then
-    echo "SKIP label=$(label_of "$s") case=$c reason=Debian's_nginx_has_no_on-the-fly_brotli" | tee -a "$RAW"; continue
+    echo "SKIP label=$(label_of "$s") case=$c reason=$(skip_reason "$s" "$c")" | tee -a "$RAW"; continue
   fi
   if is_tls_case "$c"; then probe_tls "$s" "$c"; else probe_case "$s" "$c"; fi
 done; done
@@ -563,9 +724,11 @@ if [ $BAD = 1 ] && [ "$STRICT" = 1 ]; then die "probe mismatch (STRICT=1)"; fi
 # and repeated (up to BUILD_RETRIES times; after that it is kept with build_overlap=1).
 BUILD_RETRIES=${BUILD_RETRIES:-3}
 bound=$(( WARMUP + DUR + 70 ))   # run.sh itself bounds wrk by timeout DUR+30
-order_for_run() { # alternate which server goes first, so neither always follows the other
-  local list=($SERVERS)
-  if [ $(( $1 % 2 )) = 0 ] && [ ${#list[@]} = 2 ]; then echo "${list[1]} ${list[0]}"; else echo "${list[*]}"; fi
+order_for_run() { # rotate which server goes first, so none always follows the same one
+  local list=($SERVERS) n i k out=()   # 2 servers: a b, b a, a b…; 3: a b c, b c a, c a b…
+  n=${#list[@]}; k=$(( ($1 - 1) % n ))
+  for i in $(seq 0 $((n - 1))); do out+=("${list[$(( (i + k) % n ))]}"); done
+  echo "${out[*]}"
 }
 # ---------------------------------------------------------------- TLS measurements (tls_* cases)
 # Handshake cases are charged exactly: server CPU (on-CPU ns of every thread of the server's process
@@ -658,6 +821,8 @@ measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) ap
   for try in $(seq 0 "$BUILD_RETRIES"); do
     wait_no_build
     kill -0 "${PID[$inst]}" 2>/dev/null || { say "$inst (pid ${PID[$inst]}) has died; see $VAR/log/$inst.out"; tail -5 "$VAR/log/$inst.out" >&2; exit 1; }
+    if is_api_case "$c"; then kill -0 "${PID[upstream]}" 2>/dev/null ||
+      { say "the upstream (pid ${PID[upstream]}) has died; see $VAR/log/upstream.error.log"; exit 1; }; fi
     wait_quiet
     rm -f "$flag"
     ( while :; do build_busy && : > "$flag"; sleep 1; done ) & sampler=$!; SAMPLER=$sampler
@@ -666,7 +831,8 @@ measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) ap
     if is_tls_case "$c"; then
       out=$(tls_run "$s" "$c" "$run" "$port")
     else
-      out=$(CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" CONN="$CONN" LOADGEN_CPU="$LOADGEN_CPU" \
+      # api_1k is run.sh's api at API_1K_CONN connections (conn_of); PATH_API is the api cases' path
+      out=$(CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" CONN="$(conn_of "$c")" LOADGEN_CPU="$LOADGEN_CPU" PATH_API="$API_PATH" \
             SERVER_PID="${PID[$inst]}" RUN_ID="$run" \
             timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:$port" "$(label_of "$s")" | sed "s/ case=$ac / case=$c /")
     fi
@@ -699,9 +865,9 @@ cleanup; trap - EXIT
 # ---------------------------------------------------------------- tables
 SUM=$VAR/results/summary-$STAMP.md
 {
-  echo "## edge vs nginx — $STAMP UTC (RUNS=$RUNS DUR=${DUR}s WARMUP=${WARMUP}s, server CPU$SERVER_CPU, wrk CPU$LOADGEN_CPU -c$CONN)"
+  echo "## $(echo $SERVERS | sed 's/ / vs /g') — $STAMP UTC (RUNS=$RUNS DUR=${DUR}s WARMUP=${WARMUP}s, server CPU$SERVER_CPU, wrk CPU$LOADGEN_CPU -c$CONN$(has_case api_1k && echo ", api_1k -c$API_1K_CONN"))"
   echo
-  python3 "$BENCH/table.py" --edge "$EDGE_LABEL" --nginx "$NGINX_LABEL" "$RAW"
+  python3 "$BENCH/table.py" --edge "$EDGE_LABEL" --nginx "$NGINX_LABEL" --haproxy "$HAPROXY_LABEL" "$RAW"
   echo
   echo "<details><summary>full table (../shared/anchors/summarize.py)</summary>"
   echo

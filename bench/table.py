@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""table.py [--edge LABEL] [--nginx LABEL] RAW... — edge vs nginx table from bench/run.sh raw files.
+"""table.py [--edge LABEL] [--nginx LABEL] [--haproxy LABEL] RAW... — edge vs nginx table from bench/run.sh raw files.
 
 Per case, medians over runs of:
   CPU µs/req = 1e6 / (rps / (srv_cpu/100))   server user+sys CPU per request (lower is better)
@@ -13,6 +13,8 @@ in-memory / precompressed ratio (js_br_mem µs / js_br µs, goal <= 1.10).
 The tls_* cases get a table of their own (issue 4): which tool measured what, CPU µs per handshake
 (server CPU measured right around the tool / connections: us_per_conn) or per kept-alive request,
 the goals, TLS version/cipher/ALPN and the resumption count.
+The api cases (issue 5: GET /api/… through each proxy to a fast upstream) get a table of their own with
+edge, nginx and HAProxy side by side, and the goal check (edge ≤ 30 µs/req, p99 no worse than HAProxy).
 """
 import argparse, re, statistics
 from collections import OrderedDict
@@ -20,9 +22,11 @@ from collections import OrderedDict
 ap = argparse.ArgumentParser()
 ap.add_argument("--edge", default="edge")
 ap.add_argument("--nginx", default="nginx")
+ap.add_argument("--haproxy", default="haproxy")
 ap.add_argument("raw", nargs="+")
 a = ap.parse_args()
-E, N = a.edge, a.nginx
+E, N, H = a.edge, a.nginx, a.haproxy
+API = ("api", "api_1k")    # reverse-proxy cases: their own table (three servers)
 
 res = OrderedDict()      # case -> label -> [kv]
 probe, mem, memidle, skip, variant = {}, OrderedDict(), OrderedDict(), {}, []
@@ -107,11 +111,11 @@ NOTES = {  # what a case measures (printed under the table when present)
     "js_gz_mem": "site without siblings, gzip: edge's own variant (level 9, once) vs nginx on-the-fly gzip level 6 (every request)",
 }
 
-if any(not c.startswith("tls_") for c in res):
+if any(not c.startswith("tls_") and c not in API for c in res):
     print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status enc size) | others' load before, edge / nginx | n |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|")
 for case, by in res.items():
-    if case.startswith("tls_"):
+    if case.startswith("tls_") or case in API:
         continue
     e, n = stats(by.get(E, [])), stats(by.get(N, []))
     g = lambda s, k, spec: fmt(s[k], spec) if s else "–"
@@ -242,6 +246,46 @@ if tcases:
             extra = " (run.sh's rps×srv_cpu formula: %s)" % ", ".join(
                 "%s %s" % (lab, fmt(f(res[case].get(lab, [])), ".0f")) for lab in (E, N) if res[case].get(lab))
         print("- `%s` per run, µs: %s%s" % (case, "; ".join(per), extra))
+
+# Reverse proxy (issue 5): edge, nginx proxy_pass (upstream keepalive) and HAProxy, same upstream.
+acases = [c for c in API if c in res]
+if acases:
+    print()
+    print("Reverse proxy (issue 5): GET /api/… → fast upstream (nginx `return 200`, 291-byte JSON, on the load CPU). "
+          "Server CPU µs per request, median of the runs (min–max):")
+    print()
+    labs = [E, N, H]
+    print("| case | conns | CPU µs/req %s | CPU µs/req %s | CPU µs/req %s | edge/nginx | edge/haproxy | req/s %s | p99 ms %s | srv CPU %s | check %s (status size) | others' load before | n |" % (
+        E, N, H, " / ".join(labs), " / ".join(labs), " / ".join(labs), " / ".join(labs)))
+    print("|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---:|")
+    goals = []
+    for case in acases:
+        by = res[case]
+        st = {l: stats(by.get(l, [])) for l in labs}
+        span = lambda s: ("**%s** (%s–%s)" % (fmt(s["us"], ".1f"), fmt(s["us_lo"], ".0f"), fmt(s["us_hi"], ".0f"))) if s else "–"
+        ratio = lambda x, y: ("%.2f" % (x["us"] / y["us"])) if x and y and x["us"] == x["us"] and y["us"] == y["us"] and y["us"] else "–"
+        join = lambda f: " / ".join(f(st[l]) if st[l] else "–" for l in labs)
+        rs0 = next((by[l][0] for l in labs if by.get(l)), {})
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            case, rs0.get("conns", "?"), span(st[E]), span(st[N]), span(st[H]),
+            ratio(st[E], st[N]), ratio(st[E], st[H]),
+            join(lambda s: fmt(s["rps"], ".0f")), join(lambda s: fmt(s["p99"], ".2f")),
+            join(lambda s: fmt(s["srv"], ".0f") + "%"),
+            " / ".join(check(l, case, st[l]) for l in labs),
+            join(lambda s: fmt(s["pre"], ".0f") + "%"),
+            "/".join(str(st[l]["n"]) if st[l] else "0" for l in labs)))
+        e, h = st[E], st[H]
+        if e:
+            g = "%s: edge %s µs %s" % (case, fmt(e["us"], ".1f"), "✓" if e["us"] <= 30 else "✗")
+            if h:
+                g += ", p99 %s ms vs HAProxy %s ms %s" % (fmt(e["p99"], ".2f"), fmt(h["p99"], ".2f"),
+                                                        "✓" if e["p99"] <= h["p99"] else "✗")
+            goals.append(g)
+    if goals:
+        print()
+        print("Goal (issue 5): ≤ 30 µs/req and p99 no worse than HAProxy (medians): %s." % "; ".join(goals))
+    print("- p99 is only comparable when every proxy's `srv CPU` is near 100 % (otherwise wrk or the upstream, "
+          "both on the load CPU, was the limit and their queueing shows up as latency).")
 
 if mem or memidle:
     print()
