@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "routes/compress_policy.h"
 #include "server/http/exchange.h"
 #include "server/http/upstream.h"
 
@@ -16,6 +17,7 @@ struct ProxyOptions {
   HostMode host_mode = HostMode::kPass;
   std::string host;  // kFixed
   bool websocket = true;
+  CompressOptions compress;  // responses compressed on the fly (Brotli, zstd, gzip) as they stream
 };
 
 class ProxyHandler : public http::Handler {

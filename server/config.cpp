@@ -741,13 +741,17 @@ class Loader {
         if (auto* n = t.get(k)) fail(*n, std::string(k) + " only applies to a route with proxy");
     }
     auto static_only = {"index",         "spa_fallback", "immutable", "hashed_assets",
-                        "cache_control", "dotfiles",     "symlinks",  "compress"};
+                        "cache_control", "dotfiles",     "symlinks"};
     if (!t.contains("root")) {
       for (auto k : static_only)
         if (auto* n = t.get(k)) fail(*n, std::string(k) + " only applies to a route with root");
     }
     if (!t.contains("redirect")) {
       if (auto* n = t.get("status")) fail(*n, "status only applies to a route with redirect");
+    }
+    if (!t.contains("root") && !t.contains("proxy")) {
+      if (auto* n = t.get("compress"))
+        fail(*n, "compress only applies to a route with root or proxy");
     }
     const toml::node* health_node = t.get("health");
     const toml::node* redirect_node = t.get("redirect");
@@ -783,6 +787,7 @@ class Loader {
         }
       }
       if (auto* n = t.get("websocket")) o.websocket = boolean(*n, "websocket");
+      if (auto* n = t.get("compress")) load_compress(*n, o.compress);
       if (!t.contains("max_body")) r.max_body = 1 << 20;
       r.handler = std::make_unique<routes::ProxyHandler>(std::move(o));
     } else if (health_node) {

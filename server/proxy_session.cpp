@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "routes/compression.h"
 #include "routes/proxy.h"
 #include "routes/route_table.h"
 #include "server/worker.h"
@@ -321,6 +322,7 @@ void ProxySession::on_read(ssize_t n, const char* data) {
     if (n == UV_EOF && response_started_ && llhttp_message_needs_eof(&parser_)) {
       // A body delimited by the close: EOF completes it.
       llhttp_finish(&parser_);
+      if (!end_encoding()) return;
       finish(false);
       return;
     }
@@ -368,6 +370,7 @@ void ProxySession::feed(const char* data, std::size_t len) {
   if (err == HPE_PAUSED && message_done_) {
     // Reusable when the server keeps it open, the request went out whole and nothing followed.
     std::size_t used = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
+    if (!end_encoding()) return;
     bool keep = llhttp_should_keep_alive(&parser_) && body_done_ && used == len && !upgrade_ &&
                 up_->backlog() == 0;
     finish(keep);
@@ -396,8 +399,78 @@ void ProxySession::feed(const char* data, std::size_t len) {
     return;
   }
   up_->rlen = 0;
+  // What this read brought goes out now, decodable (server-sent events must not wait).
+  if (encoder_ && !pass_body(nullptr, 0, true)) return;
   arm(pool_->read_timeout);
   if (paused_) w_.upstreams().stop_reading(up_);
+}
+
+bool ProxySession::pass_body(const char* data, std::size_t len, bool flush) {
+  bool backlogged = false;
+  bool ok;
+  if (!encoder_) {
+    ok = client_.proxy_body(data, len, backlogged);
+  } else {
+    encoded_.clear();
+    encoder_->write(std::string_view(data, len), flush, encoded_);
+    if (encoded_.empty()) return true;
+    ok = client_.proxy_body(encoded_.data(), encoded_.size(), backlogged);
+  }
+  if (backlogged) paused_ = true;
+  return ok && state_ != State::kIdle;
+}
+
+bool ProxySession::end_encoding() {
+  if (!encoder_) return true;
+  encoded_.clear();
+  encoder_->finish(encoded_);
+  encoder_.reset();
+  bool backlogged = false;
+  if (encoded_.empty()) return true;
+  return client_.proxy_body(encoded_.data(), encoded_.size(), backlogged) && state_ != State::kIdle;
+}
+
+void ProxySession::choose_coding() {
+  encoder_.reset();
+  const auto* handler =
+      route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
+  if (!handler) return;
+  const routes::CompressOptions& o = handler->options().compress;
+  if (!o.enabled) return;
+  http::Response& r = ex_->resp;
+  bool vary = false;
+  http::Coding c = routes::choose_stream_coding(
+      o, ex_->req.headers.list("Accept-Encoding", ex_->header_buf), r.status, resp_headers_, vary);
+  if (vary) {
+    bool found = false;
+    for (std::size_t i = 0; i < r.headers.size(); ++i) {
+      http::HeaderField& f = r.headers[i];
+      if (!http::iequals(f.name, "Vary")) continue;
+      found = true;
+      bool has = false;
+      http::for_each_list_element(f.value, [&](std::string_view el) {
+        has |= el == "*" || http::iequals(el, "Accept-Encoding");
+      });
+      if (!has) {
+        vary_.assign(f.value).append(", Accept-Encoding");
+        f.value = vary_;
+      }
+      break;
+    }
+    if (!found) r.headers.add("Vary", "Accept-Encoding");
+  }
+  if (c == http::Coding::kIdentity) return;
+  r.headers.add("Content-Encoding", http::coding_name(c));
+  r.body.length = http::Body::kUnknownLength;
+  for (std::size_t i = 0; i < r.headers.size(); ++i) {
+    http::HeaderField& f = r.headers[i];
+    if (http::iequals(f.name, "ETag") && f.value.starts_with("\"")) {
+      etag_.assign("W/").append(f.value);  // the bytes differ from the upstream's: weak, as nginx
+      f.value = etag_;
+    }
+  }
+  if (ex_->req.method != http::Method::kHead)
+    encoder_ = routes::StreamEncoder::create(c, o.dynamic_levels[static_cast<std::size_t>(c)]);
 }
 
 int ProxySession::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
@@ -485,15 +558,13 @@ bool ProxySession::build_response_head() {
     r.body.length = ex_->req.method == http::Method::kHead ? http::Body::kUnknownLength : 0;
   else
     r.body.length = http::Body::kUnknownLength;  // until the server closes
+  if (r.status != 101) choose_coding();
   return true;
 }
 
 int ProxySession::on_body(llhttp_t* p, const char* at, std::size_t len) {
   auto* s = static_cast<ProxySession*>(p->data);
-  bool backlogged = false;
-  if (!s->client_.proxy_body(at, len, backlogged)) return HPE_PAUSED;
-  if (backlogged) s->paused_ = true;
-  return 0;
+  return s->pass_body(at, len, false) ? 0 : HPE_PAUSED;
 }
 
 int ProxySession::on_message_complete(llhttp_t* p) {

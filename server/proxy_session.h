@@ -6,6 +6,7 @@
 #include <llhttp.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "server/http/exchange.h"
@@ -17,7 +18,8 @@ class Worker;
 class Connection;
 namespace routes {
 struct Route;
-}
+class StreamEncoder;
+}  // namespace routes
 
 // What the session asks of the client connection (implemented by Connection).
 class ProxyClient {
@@ -75,6 +77,9 @@ class ProxySession {
   void arm(std::chrono::milliseconds d);
   void feed(const char* data, std::size_t len);
   bool build_response_head();
+  void choose_coding();  // on-the-fly compression of the response, when the route wants it
+  bool pass_body(const char* data, std::size_t len, bool flush);  // through the encoder, if any
+  bool end_encoding();  // the encoder's last bytes; false when the client went away
 
   Worker& w_;
   ProxyClient& client_;
@@ -88,6 +93,10 @@ class ProxySession {
   std::string body_copy_;          // the request body so far, kept for a retry while it is small
   std::string scratch_;            // a chunk being framed
   http::HeaderList resp_headers_;  // views into the connection's read buffer
+  std::unique_ptr<routes::StreamEncoder> encoder_;
+  std::string encoded_;  // the encoder's output for one read
+  std::string vary_;     // storage for a merged Vary
+  std::string etag_;     // storage for a weakened ETag
   bool body_replayable_ = true;
   bool has_body_ = false, chunked_ = false, body_done_ = false;
   bool sent_any_ = false;          // some request byte reached the current connection

@@ -7,7 +7,7 @@ tunnel, 413, smuggling refused before anything reaches the upstream, failures (a
 mid-test, slow -> 504, malformed -> 502, reset -> retried for GET / never replayed for POST,
 connect failure retried), active health checks and /health's "checks", all servers down -> 503.
 
-Config syntax: /work/notes/proxy_spec.md ([[upstream]], [upstream.health], [upstream.passive],
+Config syntax: conf/REFERENCE.md ([[upstream]], [upstream.health], [upstream.passive],
 route `proxy` / `strip_prefix` / `proxy_host` / `max_body` / `websocket`, server `trusted_proxies`).
 """
 import base64

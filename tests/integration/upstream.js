@@ -31,6 +31,9 @@
 //   /reset               resets the connection without answering
 //   /powered             sets X-Powered-By, Server and X-Custom-Resp
 //   /status?code=N       answers status N (JSON body unless the status forbids one)
+//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E   N bytes of repetitive JSON-ish text (default 4000),
+//                        Content-Type T (default application/json), optional Cache-Control C, an
+//                        ETag E, and with ce=gzip a body really gzipped by Node's zlib
 //   /ws                  WebSocket echo (text, binary, ping -> pong, close); 426 without Upgrade
 //   anything else        404 JSON {error, url, method, instance}
 // Admin (never affected by --mode, not counted):
@@ -42,6 +45,7 @@
 
 const http = require("http");
 const crypto = require("crypto");
+const zlib = require("zlib");
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -386,7 +390,27 @@ function admin(req, res) {
   sendJson(res, 404, { error: "no such admin route" });
 }
 
+function textRoute(req, res, entry) {
+  const q = query(req);
+  const n = intParam(q, "bytes", 4000, 64 * 1024 * 1024);
+  consume(req, entry, () => {
+    const unit = '{"card":"The Star","meaning":"hope, renewal","reversed":false},\n';
+    let body = Buffer.from(unit.repeat(Math.ceil(n / unit.length)).slice(0, n));
+    const headers = { "Content-Type": q.get("type") || "application/json", "X-Upstream": opts.name };
+    if (q.get("cc")) headers["Cache-Control"] = q.get("cc");
+    if (q.get("etag")) headers["ETag"] = q.get("etag");
+    if (q.get("ce") === "gzip") {
+      body = zlib.gzipSync(body);
+      headers["Content-Encoding"] = "gzip";
+    }
+    headers["Content-Length"] = body.length;
+    res.writeHead(200, headers);
+    res.end(body);
+  });
+}
+
 const ROUTES = {
+  "/text": textRoute,
   "/health": healthRoute,
   "/echo": echo,
   "/json": jsonRoute,
