@@ -12,6 +12,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edgetest as et  # noqa: E402
 
 
+def json_str(s):
+    import json
+    return json.dumps(s)
+
+
 def run_edge(args, env=None, timeout=10):
     e = dict(os.environ)
     for k in list(e):
@@ -120,6 +125,31 @@ class ConfigCheck(unittest.TestCase):
         rc, out, err = run_edge(["--check", "--config", conf])
         self.assertEqual(rc, 0, out + err)
         self.assertIn("127.0.0.1:8080", out + err)
+
+    def test_check_production_example(self):
+        conf = os.path.join(et.HERE, "..", "..", "conf", "production.example.toml")
+        public = os.path.join(et.HERE, "..", "..", "public")
+        if not os.path.exists(conf) or not os.path.isdir(public):
+            self.skipTest("no conf/production.example.toml or public/ in this checkout")
+        tmp = tempfile.mkdtemp(prefix="edgetest-prod-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        crt, key = os.path.join(tmp, "t.crt"), os.path.join(tmp, "t.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", crt, "-days", "1", "-subj", "/CN=samia.example"],
+                       check=True, capture_output=True)
+        os.makedirs(os.path.join(tmp, "log"))
+        # The access log's folder must exist: point it at the temp dir by copying the example.
+        with open(conf) as f:
+            text = f.read().replace("/var/log/samia-edge/access.log", os.path.join(tmp, "log", "access.log"))
+        text = text.replace('"${EDGE_PUBLIC:-../public}"', json_str(os.path.abspath(public)))
+        p = os.path.join(tmp, "production.toml")
+        with open(p, "w") as f:
+            f.write(text)
+        rc, out, err = run_edge(["--check", "--config", p],
+                                env={"EDGE_TLS_CERT": crt, "EDGE_TLS_KEY": key})
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("upstream api (least_conn", out + err)
+        self.assertIn("upstream storage", out + err)
 
     def test_env_expansion_in_check(self):
         text = self.good(address="${EDGETEST_ADDR}", root="${EDGETEST_ROOT}",
