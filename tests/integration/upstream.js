@@ -5,7 +5,13 @@
 //
 //   node upstream.js --port 0 --name A [--mode normal|slow|malformed|reset|close] [--delay-ms 3000]
 //                    [--host 127.0.0.1] [--keepalive-ms 65000]
+//                    [--tls-cert cert.pem --tls-key key.pem [--tls-ca-for-clients ca.pem]
+//                     [--tls-handshake-delay-ms N]]
 //
+// With --tls-cert/--tls-key it serves HTTPS (Node's `https`, same routes, admin API included);
+// --tls-ca-for-clients also requires a client certificate signed by that CA (the handshake of a
+// client without one fails).  --tls-handshake-delay-ms holds each handshake that much (between the
+// ClientHello, when it carries SNI, and the ServerHello), like an upstream far away.
 // Prints exactly one line, `listening <port>`, on stdout once it accepts connections (port 0 =
 // ephemeral).  Every response carries `X-Upstream: <name>`.
 //
@@ -19,10 +25,13 @@
 // Routes (normal mode):
 //   /health              200 {"status":"OK"}; 503 after /__admin/health?ok=0 (ok=1 restores)
 //   /echo                JSON: method, url, http_version, headers, raw_headers, body_bytes,
-//                        body_sha256, instance, remote_address, remote_port, socket_id, socket_requests
+//                        body_sha256, instance, remote_address, remote_port, socket_id, socket_requests,
+//                        tls (null over plain HTTP, else {servername: SNI or null, protocol,
+//                        authorized, peer_cn: the client certificate's CN or null})
 //   /json                small JSON with ETag "json-v1" (304 on a matching If-None-Match), Cache-Control
 //   /slow?ms=N           waits N ms, then answers JSON
-//   /sse?n=5&ms=200      text/event-stream, one event every ms ms, each written (flushed) on its own
+//   /sse?n=5&ms=200      text/event-stream, one event every ms ms, each written (flushed) on its own;
+//                        &pause_at=K&pause_ms=P: after event K-1 (K events sent), waits P ms more
 //   /upload              streams the request body (never buffered), answers {bytes, sha256, ...};
 //                        ?stall_ms=N stops reading for N ms first (backpressure)
 //   /chunked?n=5&ms=20   Transfer-Encoding: chunked response written in n pieces
@@ -44,6 +53,9 @@
 "use strict";
 
 const http = require("http");
+const https = require("https");
+const tls = require("tls");
+const fs = require("fs");
 const crypto = require("crypto");
 const zlib = require("zlib");
 
@@ -64,10 +76,16 @@ function parseArgs(argv) {
     else if (a === "--host") o.host = next();
     else if (a === "--delay-ms") o.delayMs = Number(next());
     else if (a === "--keepalive-ms") o.keepaliveMs = Number(next());
+    else if (a === "--tls-cert") o.tlsCert = next();
+    else if (a === "--tls-key") o.tlsKey = next();
+    else if (a === "--tls-ca-for-clients") o.tlsCaForClients = next();
+    else if (a === "--tls-handshake-delay-ms") o.tlsHandshakeDelayMs = Number(next());
     else die(`unknown argument ${a}`);
   }
   if (!["normal", "slow", "malformed", "reset", "close"].includes(o.mode)) die(`unknown mode ${o.mode}`);
   if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) die("bad --port");
+  if (!o.tlsCert !== !o.tlsKey) die("--tls-cert and --tls-key go together");
+  if (o.tlsCaForClients && !o.tlsCert) die("--tls-ca-for-clients needs --tls-cert and --tls-key");
   return o;
 }
 
@@ -180,6 +198,17 @@ function consume(req, entry, cb, stallMs) {
 // ---------------------------------------------------------------------------------------------
 // Routes
 
+function tlsInfo(sock) {
+  if (!sock.encrypted) return null;
+  const peer = sock.getPeerCertificate ? sock.getPeerCertificate() : null;
+  return {
+    servername: sock.servername || null,
+    protocol: sock.getProtocol ? sock.getProtocol() : null,
+    authorized: !!sock.authorized,
+    peer_cn: peer && peer.subject && peer.subject.CN ? peer.subject.CN : null,
+  };
+}
+
 function echo(req, res, entry) {
   const sock = req.socket;
   consume(req, entry, (n, sha) => {
@@ -198,6 +227,7 @@ function echo(req, res, entry) {
       remote_port: sock.remotePort,
       socket_id: sock.__id,
       socket_requests: sock.__requests,
+      tls: tlsInfo(sock),
     });
   });
 }
@@ -232,6 +262,8 @@ function sseRoute(req, res, entry) {
   const q = query(req);
   const n = intParam(q, "n", 5, 10000);
   const ms = intParam(q, "ms", 200, 60000);
+  const pauseAt = intParam(q, "pause_at", -1, 10000);
+  const pauseMs = intParam(q, "pause_ms", 0, 600000);
   consume(req, entry, () => {
     res.writeHead(200, {
       "Content-Type": "text/event-stream",
@@ -244,7 +276,7 @@ function sseRoute(req, res, entry) {
       if (res.destroyed) return;
       res.write(`id: ${i}\nevent: reading\ndata: {"i":${i},"t":${Date.now()}}\n\n`);
       i++;
-      if (i < n) setTimeout(tick, ms);
+      if (i < n) setTimeout(tick, i === pauseAt ? ms + pauseMs : ms);
       else res.end();
     };
     setTimeout(tick, ms);
@@ -322,7 +354,8 @@ function malformedRoute(req, res, entry, kind) {
 
 function resetSocket(req) {
   const s = req.socket;
-  if (typeof s.resetAndDestroy === "function") s.resetAndDestroy();
+  // a TLSSocket has no RST of its own (its handle is the TLS layer): plain destroy there
+  if (typeof s.resetAndDestroy === "function" && !s.encrypted) s.resetAndDestroy();
   else s.destroy();
 }
 
@@ -436,12 +469,27 @@ function handle(req, res, entry) {
 // ---------------------------------------------------------------------------------------------
 // Server
 
-const server = http.createServer({ keepAliveTimeout: opts.keepaliveMs, requestTimeout: 0 });
+const serverOptions = { keepAliveTimeout: opts.keepaliveMs, requestTimeout: 0 };
+if (opts.tlsCert) {
+  serverOptions.cert = fs.readFileSync(opts.tlsCert);
+  serverOptions.key = fs.readFileSync(opts.tlsKey);
+  if (opts.tlsCaForClients) {
+    serverOptions.ca = fs.readFileSync(opts.tlsCaForClients);
+    serverOptions.requestCert = true;
+    serverOptions.rejectUnauthorized = true;
+  }
+  if (opts.tlsHandshakeDelayMs > 0) {
+    const ctx = tls.createSecureContext({ cert: serverOptions.cert, key: serverOptions.key, ca: serverOptions.ca });
+    serverOptions.SNICallback = (name, cb) => setTimeout(() => cb(null, ctx), opts.tlsHandshakeDelayMs);
+  }
+}
+const server = opts.tlsCert ? https.createServer(serverOptions) : http.createServer(serverOptions);
 server.keepAliveTimeout = opts.keepaliveMs;
 server.headersTimeout = opts.keepaliveMs + 5000;
 server.requestTimeout = 0;
 
-server.on("connection", (sock) => {
+// Over TLS, requests arrive on the TLSSocket of "secureConnection" (not the TCP socket).
+server.on(opts.tlsCert ? "secureConnection" : "connection", (sock) => {
   sock.__id = nextSocketId++;
   sock.__requests = 0;
   sock.setNoDelay(true);
@@ -604,6 +652,7 @@ server.on("upgrade", (req, socket, head) => {
 });
 
 server.on("error", (err) => die(`server error: ${err.message}`));
+server.on("tlsClientError", () => {}); // a refused handshake (no client certificate...): the client sees it
 
 server.listen(opts.port, opts.host, () => {
   process.stdout.write(`listening ${server.address().port}\n`);

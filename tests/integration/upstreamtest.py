@@ -7,6 +7,10 @@
                                   balance="round_robin", health={"path": "/health", ...})
     upstreamtest.stop_all(ups)                         # SIGTERM by PID, SIGKILL if it lingers
 
+    # HTTPS: upstream.js --tls-cert/--tls-key [--tls-ca-for-clients]; the admin API and get() then
+    # speak TLS too (admin_context: an ssl.SSLContext, default: no verification, no client cert)
+    t = upstreamtest.Upstream("T", tls_cert=crt, tls_key=key, tls_ca_for_clients=ca).start()
+
 Every instance is stopped by its own PID, never by name.  Stdlib only.
 """
 import atexit
@@ -14,6 +18,7 @@ import http.client
 import json
 import os
 import select
+import ssl
 import shutil
 import signal
 import socket
@@ -36,11 +41,18 @@ _live = set()
 class Upstream:
     """One `node upstream.js` process on 127.0.0.1:<ephemeral>."""
 
-    def __init__(self, name, mode="normal", delay_ms=None, keepalive_ms=None):
+    def __init__(self, name, mode="normal", delay_ms=None, keepalive_ms=None,
+                 tls_cert=None, tls_key=None, tls_ca_for_clients=None, tls_handshake_delay_ms=None,
+                 admin_context=None):
         self.name = name
         self.mode = mode
         self.delay_ms = delay_ms
         self.keepalive_ms = keepalive_ms
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self.tls_ca_for_clients = tls_ca_for_clients
+        self.tls_handshake_delay_ms = tls_handshake_delay_ms
+        self.admin_context = admin_context
         self.proc = None
         self.port = None
         self.stderr_path = None
@@ -53,6 +65,12 @@ class Upstream:
             cmd += ["--delay-ms", str(self.delay_ms)]
         if self.keepalive_ms is not None:
             cmd += ["--keepalive-ms", str(self.keepalive_ms)]
+        if self.tls_cert:
+            cmd += ["--tls-cert", self.tls_cert, "--tls-key", self.tls_key]
+            if self.tls_ca_for_clients:
+                cmd += ["--tls-ca-for-clients", self.tls_ca_for_clients]
+            if self.tls_handshake_delay_ms is not None:
+                cmd += ["--tls-handshake-delay-ms", str(self.tls_handshake_delay_ms)]
         fd, self.stderr_path = tempfile.mkstemp(prefix=f"upstream-{self.name}-", suffix=".err")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=fd)
         os.close(fd)
@@ -96,8 +114,18 @@ class Upstream:
             return ""
 
     # -- admin API (direct, never through edge) --------------------------------------------------
+    def _http(self, timeout):
+        if not self.tls_cert:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        ctx = self.admin_context
+        if ctx is None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=ctx)
+
     def admin(self, path, timeout=3.0):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c = self._http(timeout)
         try:
             c.request("GET", "/__admin/" + path)
             r = c.getresponse()
@@ -125,7 +153,7 @@ class Upstream:
 
     def get(self, path, timeout=3.0):
         """A direct GET (not through edge): (status, headers dict lower-cased, body bytes)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        c = self._http(timeout)
         try:
             c.request("GET", path)
             r = c.getresponse()
@@ -170,7 +198,7 @@ class Upstream:
         _live.discard(self)
 
     def __repr__(self):
-        return f"<Upstream {self.name} {self.mode} pid={self.proc.pid if self.proc else None} port={self.port}>"
+        return f"<Upstream {self.name} {self.mode}{' tls' if self.tls_cert else ''} pid={self.proc.pid if self.proc else None} port={self.port}>"
 
 
 def start_many(names, mode="normal", **kw):
