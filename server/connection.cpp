@@ -124,7 +124,7 @@ bool Connection::reading_paused() const {
   switch (phase_) {
     case Phase::kBody:
     case Phase::kTunnel:
-      return proxying_ && proxy_->request_backlogged();
+      return (proxying_ && proxy_->request_backlogged()) || (buf_ && end_ == cap_ && start_ < end_);
     case Phase::kWait:
       // Reading on only notices a client that leaves; pipelined bytes wait in the buffer. TLS
       // would decrypt into a buffer without bound: not read until the response is done.
@@ -203,7 +203,12 @@ bool Connection::make_room() {
   if (end_ < cap_) return true;
   if (phase_ == Phase::kWait || phase_ == Phase::kTunnel) return false;  // views point into it
   if (phase_ == Phase::kBody) {
-    start_ = end_ = head_end_;  // body bytes were consumed; keep only the head the views use
+    // Keep the head (the views use it) and the body bytes not parsed yet, moved down to it.
+    if (start_ > head_end_) {
+      std::memmove(buf_.get() + head_end_, buf_.get() + start_, end_ - start_);
+      end_ -= start_ - head_end_;
+      start_ = head_end_;
+    }
   } else if (start_ > 0) {
     std::memmove(buf_.get(), buf_.get() + start_, end_ - start_);
     end_ -= start_;
@@ -222,7 +227,7 @@ bool Connection::make_room() {
   if (end_ < cap_) return true;
   // A head filling the whole buffer leaves no room for its body; a head larger than every limit
   // is reported by scan_head.
-  if (phase_ == Phase::kBody) respond_error(413, true);
+  if (phase_ == Phase::kBody && start_ == end_) respond_error(413, true);
   return false;
 }
 
@@ -351,6 +356,7 @@ void Connection::begin_message() {
   body_seen_ = 0;
   chunk_left_ = 0;
   crlf_left_ = 0;
+  trailer_bytes_ = 0;
   route_ = nullptr;
   if (llhttp_get_errno(&parser_) == HPE_PAUSED) llhttp_resume(&parser_);
 }
@@ -404,6 +410,9 @@ int Connection::on_url(llhttp_t* p, const char* at, std::size_t len) {
 
 int Connection::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
   auto* c = static_cast<Connection*>(p->data);
+  // Trailers after a chunked body are dropped: they would land among the head's fields, with
+  // views into body bytes the buffer no longer holds. (llhttp still bounds their syntax.)
+  if (p->flags & F_TRAILING) return c->count_trailer(len);
   http::HeaderList& h = c->ex_->req.headers;
   if (h.empty() || c->last_was_value_) {
     h.add(std::string_view(at, len), {});
@@ -416,6 +425,7 @@ int Connection::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
 
 int Connection::on_header_value(llhttp_t* p, const char* at, std::size_t len) {
   auto* c = static_cast<Connection*>(p->data);
+  if (p->flags & F_TRAILING) return c->count_trailer(len);
   http::HeaderList& h = c->ex_->req.headers;
   extend(h[h.size() - 1].value, at, len);
   c->last_was_value_ = true;
@@ -448,6 +458,15 @@ int Connection::on_headers_complete(llhttp_t* p) {
   if (hosts > 1 || (hosts == 0 && req.version_minor == 1)) return fail(400);
   req.has_body = (p->flags & F_CHUNKED) || p->content_length > 0;
   req.content_length = (p->flags & F_CHUNKED) ? 0 : p->content_length;
+  return 0;
+}
+
+int Connection::count_trailer(std::size_t len) {
+  trailer_bytes_ += len;
+  if (trailer_bytes_ > w_.config()->server.max_header_bytes) {
+    parse_status_ = 431;
+    return -1;
+  }
   return 0;
 }
 
@@ -934,6 +953,7 @@ bool Connection::flush() {
     }
   }
   if (wrote && phase_ == Phase::kHead && answered_) await_next_request();
+  if (wrote && proxying_) proxy_->client_drained();  // an upstream paused for us may go on
   return true;
 }
 
@@ -1025,6 +1045,7 @@ bool Connection::flush_tls() {
   // Handshake bytes and session tickets are not a response: a client that completed the
   // handshake still has header_timeout (from the accept) to send its request.
   if (wrote && phase_ == Phase::kHead && answered_ && !output_pending()) await_next_request();
+  if (wrote && proxying_ && !output_pending()) proxy_->client_drained();
   return true;
 }
 
@@ -1092,8 +1113,8 @@ bool Connection::proxy_head() {
     else
       stream_chunked_ = true;
   }
-  if (close_when_idle_) closing_ = true;
-  if (!keep_alive_ && r.status != 101) closing_ = true;
+  // The connection's end is decided in proxy_end: a request body may still be on its way up.
+  if (close_when_idle_ && r.status != 101) keep_alive_ = false;
   if (out_.capacity() < 1024) w_.take_output(out_);
   serialize_head(route_);
   streaming_ = true;
@@ -1136,6 +1157,7 @@ void Connection::proxy_end() {
   answered_ = true;
   release_exchange();
   begin_message();
+  if (!output_pending()) await_next_request();  // (flush() would only if it wrote now)
   if (!processing_) process();
 }
 
@@ -1167,8 +1189,10 @@ bool Connection::proxy_upgraded() {
 
 void Connection::proxy_request_drained() {
   if (phase_ == Phase::kClosed || processing_) return;
+  if (phase_ == Phase::kBody) expire_in(w_.config()->server.header_timeout);  // the client's turn
   update_poll();
-  if ((phase_ == Phase::kBody || phase_ == Phase::kTunnel) && start_ < end_) process();
+  bool more = start_ < end_ || (tls_ && !tls_->pending_plain().empty());
+  if ((phase_ == Phase::kBody || phase_ == Phase::kTunnel) && more) process();
 }
 
 }  // namespace edge

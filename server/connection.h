@@ -55,6 +55,7 @@ class Connection : public ProxyClient {
   static int on_headers_complete(llhttp_t* p);
   static int on_body(llhttp_t* p, const char* at, std::size_t len);
   static int on_chunk_header(llhttp_t* p);
+  int count_trailer(std::size_t len);
   bool check_chunk_crlf(const char* at, const char* end);  // the CRLF after chunk data
   static int on_message_complete(llhttp_t* p);
   static const llhttp_settings_t& settings();
@@ -139,6 +140,7 @@ class Connection : public ProxyClient {
   std::uint64_t body_seen_ = 0;
   std::uint64_t chunk_left_ = 0;  // data bytes left in the current chunk
   int crlf_left_ = 0;             // bytes of the CRLF after chunk data still to check
+  std::size_t trailer_bytes_ = 0;
   std::uint64_t deadline_ms_ = 0;
   std::size_t header_count_ = 0;
   std::uint64_t bytes_out_for_log_ = 0;

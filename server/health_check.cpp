@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/worker.h"
+#include "tls/tls_transport.h"
 
 namespace edge {
 
@@ -24,6 +25,8 @@ struct HealthChecker::Probe {
   int status = 0;
   int open_handles = 2;
   bool finished = false;
+  std::unique_ptr<tls::TlsTransport> tls;  // HTTPS pools: the check goes through TLS too
+  bool request_sent = false;
 };
 
 namespace {
@@ -33,6 +36,7 @@ const llhttp_settings_t& probe_settings() {
     llhttp_settings_t x;
     llhttp_settings_init(&x);
     x.on_headers_complete = [](llhttp_t* p) {
+      if (p->status_code < 200) return 0;  // interim: the final status follows
       static_cast<int*>(p->data)[0] = p->status_code;
       return static_cast<int>(HPE_PAUSED);
     };
@@ -107,42 +111,103 @@ void HealthChecker::launch(PoolTimer& pt, std::size_t server) {
         pr->owner->done(pr, false, "timed out");
       },
       static_cast<std::uint64_t>(pool.health_timeout.count()), 0);
-  int rc = uv_tcp_connect(
-      &p->connect_req, &p->tcp, reinterpret_cast<const sockaddr*>(&s.addr),
-      [](uv_connect_t* req, int status) {
-        auto* pr = static_cast<Probe*>(req->data);
-        if (pr->finished) return;
-        if (status < 0) {
-          pr->owner->done(pr, false, uv_strerror(status));
+  int rc = uv_tcp_connect(&p->connect_req, &p->tcp, reinterpret_cast<const sockaddr*>(&s.addr),
+                          [](uv_connect_t* req, int status) {
+                            auto* pr = static_cast<Probe*>(req->data);
+                            if (pr->finished) return;
+                            if (status < 0) {
+                              pr->owner->done(pr, false, uv_strerror(status));
+                              return;
+                            }
+                            pr->owner->connected(pr);
+                          });
+  if (rc < 0) done(p, false, uv_strerror(rc));
+}
+
+namespace {
+
+// One write with its own buffer (a probe sends a few small ones; not a hot path).
+void send_bytes(uv_tcp_t* tcp, std::string_view data) {
+  struct Write {
+    uv_write_t req;
+    std::string bytes;
+  };
+  auto* w = new Write{{}, std::string(data)};
+  uv_buf_t b = uv_buf_init(w->bytes.data(), static_cast<unsigned>(w->bytes.size()));
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(tcp), &b, 1,
+               [](uv_write_t* r, int) { delete reinterpret_cast<Write*>(r); }) < 0)
+    delete w;
+}
+
+void send_tls_out(uv_tcp_t* tcp, tls::TlsTransport& t) {
+  while (t.pending_out_size() > 0) {
+    std::string_view chunk = t.pending_out();
+    send_bytes(tcp, chunk);
+    t.consume_out(chunk.size());
+  }
+}
+
+}  // namespace
+
+void HealthChecker::connected(Probe* p) {
+  const http::UpstreamPool& pool = *p->pt->pool;
+  if (pool.tls) {
+    auto ctx = std::static_pointer_cast<const tls::ClientContext>(pool.tls);
+    const std::string& name =
+        pool.tls_server_name.empty() ? pool.servers[p->server]->host : pool.tls_server_name;
+    p->tls = std::make_unique<tls::TlsTransport>(ctx, name);
+    p->tls->start();
+    send_tls_out(&p->tcp, *p->tls);
+  } else {
+    send_bytes(&p->tcp, p->request);
+    p->request_sent = true;
+  }
+  uv_read_start(
+      reinterpret_cast<uv_stream_t*>(&p->tcp),
+      [](uv_handle_t* h, std::size_t, uv_buf_t* buf) {
+        auto* q = static_cast<Probe*>(h->data);
+        *buf = uv_buf_init(q->buf, sizeof q->buf);
+      },
+      [](uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
+        auto* q = static_cast<Probe*>(st->data);
+        if (q->finished || n == 0) return;
+        if (n < 0) {
+          q->owner->done(q, false, "closed before answering");
           return;
         }
-        uv_buf_t b = uv_buf_init(pr->request.data(), static_cast<unsigned>(pr->request.size()));
-        uv_write(&pr->write_req, reinterpret_cast<uv_stream_t*>(&pr->tcp), &b, 1,
-                 [](uv_write_t*, int) {});
-        uv_read_start(
-            reinterpret_cast<uv_stream_t*>(&pr->tcp),
-            [](uv_handle_t* h, std::size_t, uv_buf_t* buf) {
-              auto* q = static_cast<Probe*>(h->data);
-              *buf = uv_buf_init(q->buf, sizeof q->buf);
-            },
-            [](uv_stream_t* st, ssize_t n, const uv_buf_t* buf) {
-              auto* q = static_cast<Probe*>(st->data);
-              if (q->finished || n == 0) return;
-              if (n < 0) {
-                q->owner->done(q, false, "closed before answering");
-                return;
-              }
-              llhttp_errno_t err =
-                  llhttp_execute(&q->parser, buf->base, static_cast<std::size_t>(n));
-              if (err == HPE_PAUSED) {
-                bool ok = q->status >= 200 && q->status < 400;
-                q->owner->done(q, ok, ok ? nullptr : "bad status");
-              } else if (err != HPE_OK) {
-                q->owner->done(q, false, "malformed response");
-              }
-            });
+        q->owner->received(q, buf->base, static_cast<std::size_t>(n));
       });
-  if (rc < 0) done(p, false, uv_strerror(rc));
+}
+
+void HealthChecker::received(Probe* p, const char* data, std::size_t len) {
+  std::string_view plain(data, len);
+  if (p->tls) {
+    tls::TlsTransport::Result r = p->tls->feed(data, len);
+    send_tls_out(&p->tcp, *p->tls);
+    if (r == tls::TlsTransport::Result::kError) {
+      done(p, false, p->tls->error_string().c_str());
+      return;
+    }
+    if (!p->tls->handshake_done()) return;
+    if (!p->request_sent) {
+      p->tls->write_plain(p->request.data(), p->request.size());
+      send_tls_out(&p->tcp, *p->tls);
+      p->request_sent = true;
+    }
+    plain = p->tls->pending_plain();
+    if (plain.empty()) {
+      if (r == tls::TlsTransport::Result::kClosed) done(p, false, "closed before answering");
+      return;
+    }
+  }
+  llhttp_errno_t err = llhttp_execute(&p->parser, plain.data(), plain.size());
+  if (p->tls) p->tls->consume_plain(plain.size());
+  if (err == HPE_PAUSED) {
+    bool ok = p->status >= 200 && p->status < 400;
+    done(p, ok, ok ? nullptr : "bad status");
+  } else if (err != HPE_OK) {
+    done(p, false, "malformed response");
+  }
 }
 
 void HealthChecker::done(Probe* p, bool ok, const char* why) {

@@ -30,6 +30,8 @@ class HealthChecker {
   };
   void tick(PoolTimer& pt);
   void launch(PoolTimer& pt, std::size_t server);
+  void connected(Probe* p);
+  void received(Probe* p, const char* data, std::size_t len);
   void done(Probe* p, bool ok, const char* why);
   static void record(const http::UpstreamPool& pool, http::UpstreamServer& s, bool ok,
                      const char* why);

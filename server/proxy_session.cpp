@@ -69,6 +69,8 @@ void ProxySession::start(http::Exchange& ex, const routes::Route* route, bool bo
   tries_ = 0;
   tried_ = 0;
   last_fail_ = 503;
+  fresh_ = false;
+  encoder_.reset();
   attempt();
 }
 
@@ -85,9 +87,9 @@ void ProxySession::attempt() {
   tried_ |= 1ULL << idx;
   ++tries_;
   int err = 0;
-  up_ = ups.acquire(*pool_, static_cast<unsigned>(idx), this, reused_, err);
+  up_ = ups.acquire(*pool_, static_cast<unsigned>(idx), this, !fresh_, reused_, err);
+  fresh_ = false;
   http::UpstreamServer& server = *pool_->servers[static_cast<std::size_t>(idx)];
-  server.active.fetch_add(1, std::memory_order_relaxed);
   llhttp_init(&parser_, HTTP_RESPONSE, &settings());
   parser_.data = this;
   message_done_ = response_started_ = false;
@@ -99,9 +101,13 @@ void ProxySession::attempt() {
                  uv_strerror(err));
     sent_any_ = false;
     state_ = State::kConnecting;
+    if (pool_->note_failure(server))
+      spdlog::warn("upstream {} server {}: marked down for {} ms after {} failures", pool_->name,
+                   server.address, pool_->fail_timeout.count(), pool_->max_fails);
     fail_attempt(502, true);
     return;
   }
+  server.active.fetch_add(1, std::memory_order_relaxed);
   send_request_head();
   if (reused_) {
     state_ = State::kWaiting;
@@ -191,6 +197,7 @@ void ProxySession::client_drained() {
   if (paused_ && up_) {
     paused_ = false;
     w_.upstreams().start_reading(up_);
+    arm(pool_->read_timeout);  // the pause was the client's: the server's clock starts again
   }
 }
 
@@ -205,6 +212,7 @@ void ProxySession::client_eof() {
 }
 
 void ProxySession::abort() {
+  encoder_.reset();
   if (up_) {
     up_->server->active.fetch_sub(1, std::memory_order_relaxed);
     w_.upstreams().close(up_);
@@ -227,6 +235,9 @@ void ProxySession::on_connect(int status) {
   ups.start_reading(up_);
   arm(body_done_ ? pool_->header_timeout : pool_->write_timeout);
   ups.write(up_, {});  // starts writing what was queued while connecting
+  // All of it may have gone at once (no write callback then): a client paused for the
+  // backlog reads again.
+  if (up_ && up_->backlog() == 0) client_.proxy_request_drained();
 }
 
 void ProxySession::on_write_done(int status) {
@@ -255,6 +266,12 @@ void ProxySession::on_timer() {
       fail_attempt(504, true);
       break;
     case State::kWaiting:
+      if (!body_done_ && up_->backlog() == 0) {
+        // Everything the client sent went up: the client is the slow one (its own timeout
+        // answers it), not the server.
+        arm(pool_->write_timeout);
+        break;
+      }
       spdlog::warn("proxy {}: {} sent no response in time", ex_->req.request_id,
                    up_->server->address);
       if (!response_started_) {
@@ -281,18 +298,30 @@ void ProxySession::on_timer() {
 void ProxySession::fail_attempt(int status, bool retryable) {
   http::UpstreamServer* server = up_ ? up_->server : nullptr;
   bool was_connecting = state_ == State::kConnecting && !sent_any_;
+  // A reused connection that failed before any response byte was probably closed by the server
+  // while idle (the race its keep-alive timeout leaves), once per connection at most.
+  bool stale = up_ && reused_ && !response_started_ && status == 502 && retryable;
+  unsigned stale_index = up_ ? up_->server_index : 0;
   if (up_) {
     server->active.fetch_sub(1, std::memory_order_relaxed);
     w_.upstreams().close(up_);
     up_ = nullptr;
   }
-  if (server && pool_->note_failure(*server))
+  if (server && !stale && pool_->note_failure(*server))
     spdlog::warn("upstream {} server {}: marked down for {} ms after {} failures", pool_->name,
                  server->address, pool_->fail_timeout.count(), pool_->max_fails);
   last_fail_ = status;
   // A stale keep-alive connection the server closed as we reused it looks like a reset: safe to
   // repeat only under the same rules as any reset.
   bool replay_ok = body_replayable_ && (was_connecting || ex_->forward.idempotent);
+  if (stale && replay_ok && !head_sent_) {
+    // Not the server's fault and not a try: again on a new connection, the same server allowed.
+    tried_ &= ~(1ULL << stale_index);
+    --tries_;
+    fresh_ = true;
+    attempt();
+    return;
+  }
   if (retryable && replay_ok && !head_sent_ && tries_ < pool_->tries) {
     attempt();
     return;
@@ -319,11 +348,17 @@ void ProxySession::on_read(ssize_t n, const char* data) {
       client_.proxy_end();
       return;
     }
-    if (n == UV_EOF && response_started_ && llhttp_message_needs_eof(&parser_)) {
+    if (n == UV_EOF && state_ == State::kBody && head_sent_ && llhttp_message_needs_eof(&parser_) &&
+        llhttp_finish(&parser_) == HPE_OK) {
       // A body delimited by the close: EOF completes it.
-      llhttp_finish(&parser_);
       if (!end_encoding()) return;
       finish(false);
+      return;
+    }
+    if (!head_sent_ && response_started_) {
+      spdlog::warn("proxy {}: {} closed the connection in the middle of the response head",
+                   ex_->req.request_id, up_->server->address);
+      fail_attempt(502, false);
       return;
     }
     if (!response_started_) {
@@ -359,6 +394,7 @@ void ProxySession::feed(const char* data, std::size_t len) {
   if (err == HPE_PAUSED_UPGRADE && upgrade_ && head_sent_) {
     std::size_t used = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
     state_ = State::kTunnel;
+    up_->rlen = 0;
     if (!client_.proxy_upgraded()) return;
     arm(pool_->read_timeout);
     if (used < len) {
@@ -372,7 +408,7 @@ void ProxySession::feed(const char* data, std::size_t len) {
     std::size_t used = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
     if (!end_encoding()) return;
     bool keep = llhttp_should_keep_alive(&parser_) && body_done_ && used == len && !upgrade_ &&
-                up_->backlog() == 0;
+                up_->backlog() == 0 && !(up_->tls && !up_->tls->pending_plain().empty());
     finish(keep);
     return;
   }
@@ -401,8 +437,12 @@ void ProxySession::feed(const char* data, std::size_t len) {
   up_->rlen = 0;
   // What this read brought goes out now, decodable (server-sent events must not wait).
   if (encoder_ && !pass_body(nullptr, 0, true)) return;
-  arm(pool_->read_timeout);
-  if (paused_) w_.upstreams().stop_reading(up_);
+  if (paused_) {  // the client is behind: no reading, and no clock on the server meanwhile
+    w_.upstreams().stop_reading(up_);
+    w_.upstreams().disarm(up_);
+  } else {
+    arm(pool_->read_timeout);
+  }
 }
 
 bool ProxySession::pass_body(const char* data, std::size_t len, bool flush) {
@@ -475,6 +515,7 @@ void ProxySession::choose_coding() {
 
 int ProxySession::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
   auto* s = static_cast<ProxySession*>(p->data);
+  if (p->flags & F_TRAILING) return 0;
   if (s->resp_headers_.empty() || s->last_was_value_) {
     s->resp_headers_.add(std::string_view(at, len), {});
     s->last_was_value_ = false;
@@ -486,6 +527,7 @@ int ProxySession::on_header_field(llhttp_t* p, const char* at, std::size_t len) 
 
 int ProxySession::on_header_value(llhttp_t* p, const char* at, std::size_t len) {
   auto* s = static_cast<ProxySession*>(p->data);
+  if (p->flags & F_TRAILING) return 0;  // response trailers are not passed on
   if (s->resp_headers_.empty()) return -1;
   extend(s->resp_headers_[s->resp_headers_.size() - 1].value, at, len);
   s->last_was_value_ = true;
@@ -509,7 +551,9 @@ int ProxySession::on_headers_complete(llhttp_t* p) {
   if (!s->client_.proxy_head()) return HPE_PAUSED;  // the client is gone: state_ is kIdle
   s->head_sent_ = true;
   if (status == 101) return 2;
-  return s->ex_->req.method == http::Method::kHead ? 1 : 0;
+  // No body, whatever framing the head announces (llhttp 8 would read one for 204/304).
+  bool bodiless = s->ex_->req.method == http::Method::kHead || status == 204 || status == 304;
+  return bodiless ? 1 : 0;
 }
 
 bool ProxySession::build_response_head() {
@@ -529,6 +573,8 @@ bool ProxySession::build_response_head() {
   for (const http::HeaderField& f : h) {
     std::string_view n = f.name;
     if (!http::is_token(n)) return false;  // "Bad Name: x" would reach the client as it is
+    // A value continued on the next line (obs-fold, RFC 9112 5.2) spans the line break: refused.
+    if (f.value.find_first_of("\r\n") != std::string_view::npos) return false;
     if (routes::is_hop_by_hop(n)) {
       if (r.status == 101 && (http::iequals(n, "Upgrade") || http::iequals(n, "Connection")))
         r.headers.add(n, f.value);

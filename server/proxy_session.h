@@ -107,6 +107,7 @@ class ProxySession {
   bool upgrade_ = false;
   bool last_was_value_ = false;
   bool paused_ = false;  // not reading the upstream (client backlogged)
+  bool fresh_ = false;   // the next try opens a new connection (the last reused one was stale)
   unsigned tries_ = 0;
   std::uint64_t tried_ = 0;
   int last_fail_ = 502;

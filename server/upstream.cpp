@@ -77,11 +77,11 @@ int Upstreams::pick(const http::UpstreamPool& pool, unsigned hash, std::uint64_t
 }
 
 UpstreamConn* Upstreams::acquire(const http::UpstreamPool& pool, unsigned server, ProxySession* s,
-                                 bool& reused, int& err) {
+                                 bool allow_idle, bool& reused, int& err) {
   PoolState& ps = pools_[pool.index];
   if (ps.idle.size() != pool.servers.size()) ps.idle.resize(pool.servers.size());
   auto& idle = ps.idle[server];
-  while (!idle.empty()) {
+  while (allow_idle && !idle.empty()) {
     UpstreamConn* c = idle.back();
     idle.pop_back();
     if (c->closing) continue;
@@ -310,6 +310,10 @@ void Upstreams::release(UpstreamConn* c, bool keep) {
 
 void Upstreams::arm(UpstreamConn* c, std::chrono::milliseconds d) {
   uv_timer_start(&c->timer, on_idle_timeout, static_cast<std::uint64_t>(d.count()), 0);
+}
+
+void Upstreams::disarm(UpstreamConn* c) {
+  uv_timer_stop(&c->timer);
 }
 
 void Upstreams::on_idle_timeout(uv_timer_t* t) {

@@ -60,13 +60,14 @@ class Upstreams {
   // An idle connection to that server, or a new one (connecting; the session gets on_connect).
   // Null with `err` (a libuv error) when the connect could not even start.
   UpstreamConn* acquire(const http::UpstreamPool& pool, unsigned server, ProxySession* s,
-                        bool& reused, int& err);
+                        bool allow_idle, bool& reused, int& err);
   // The session is done with it: pooled when `keep` and there is room, closed otherwise.
   void release(UpstreamConn* c, bool keep);
   void close(UpstreamConn* c);
   void write(UpstreamConn* c, std::string_view data);  // queues and starts writing
   void start_reading(UpstreamConn* c);
   void arm(UpstreamConn* c, std::chrono::milliseconds d);  // the session's timer on c
+  void disarm(UpstreamConn* c);
   void stop_reading(UpstreamConn* c);
   void close_all();  // worker stop: idle connections go at once
   std::size_t idle_count() const;
