@@ -36,7 +36,9 @@
 //                        ?stall_ms=N stops reading for N ms first (backpressure)
 //   /chunked?n=5&ms=20   Transfer-Encoding: chunked response written in n pieces
 //   /big?bytes=N         streams N bytes of the pattern bigBlock() (Content-Length; &chunked=1 without)
-//   /malformed?kind=K    K: status (default) | header | length | truncated (bad response, then close)
+//   /malformed?kind=K    K: status (default) | header | length | truncated | headcut (the head cut by
+//                        the close) | fold (obs-fold) — a bad response, then close; 304cl | 204cl:
+//                        a bodiless status with Content-Length: 100, the connection left open 5 s
 //   /reset               resets the connection without answering
 //   /powered             sets X-Powered-By, Server and X-Custom-Resp
 //   /status?code=N       answers status N (JSON body unless the status forbids one)
@@ -346,9 +348,19 @@ function malformedRoute(req, res, entry, kind) {
     header: "HTTP/1.1 200 OK\r\nX-Upstream: " + opts.name + "\r\nBad Header Name: x\r\nContent-Length: 2\r\n\r\nok",
     length: "HTTP/1.1 200 OK\r\nX-Upstream: " + opts.name + "\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello",
     truncated: "HTTP/1.1 200 OK\r\nX-Upstream: " + opts.name + "\r\nContent-Length: 100\r\n\r\nonly this",
-  }[k] || "garbage\r\n\r\n";
+    headcut: "HTTP/1.1 200 OK\r\nX-Upstream: " + opts.name + "\r\nX-Half: b",
+    fold: "HTTP/1.1 200 OK\r\nX-Upstream: " + opts.name + "\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok",
+  }[k];
   if (res) res.on("error", () => {});
-  s.end(garbage);
+  if (k === "304cl" || k === "204cl") {
+    // A bodiless status announcing a length, connection left open: nothing more may be read.
+    const code = k === "304cl" ? "304 Not Modified" : "204 No Content";
+    // (Connection: close: Node still counts the request as unanswered, so this socket is done)
+    s.write("HTTP/1.1 " + code + "\r\nX-Upstream: " + opts.name + "\r\nConnection: close\r\nContent-Length: 100\r\n\r\n");
+    setTimeout(() => s.destroy(), 5000);
+    return;
+  }
+  s.end(garbage || "garbage\r\n\r\n");
   setTimeout(() => s.destroy(), 50);
 }
 
