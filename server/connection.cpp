@@ -1118,8 +1118,7 @@ bool Connection::proxy_head() {
   if (out_.capacity() < 1024) w_.take_output(out_);
   serialize_head(route_);
   streaming_ = true;
-  flush();
-  return phase_ != Phase::kClosed;
+  return true;  // written with the body bytes of the same read (proxy_flush)
 }
 
 bool Connection::proxy_body(const char* data, std::size_t len, bool& backlogged) {
@@ -1133,10 +1132,17 @@ bool Connection::proxy_body(const char* data, std::size_t len, bool& backlogged)
     out_.append(data, len);
   }
   stream_bytes_ += len;
-  if (!flush()) update_poll();
-  if (phase_ == Phase::kClosed) return false;
+  if (out_.size() - out_off_ > kOutHighWater) {  // bounded: write now rather than queue more
+    if (!flush()) update_poll();
+    if (phase_ == Phase::kClosed) return false;
+  }
   backlogged = out_.size() - out_off_ > kOutHighWater;
   return true;
+}
+
+void Connection::proxy_flush() {
+  if (phase_ == Phase::kClosed) return;
+  if (!flush()) update_poll();
 }
 
 void Connection::proxy_end() {
@@ -1183,8 +1189,10 @@ bool Connection::proxy_upgraded() {
   if (start_ < end_) proxy_->tunnel_from_client(buf_.get() + start_, end_ - start_);
   start_ = end_ = 0;
   release_exchange();
+  if (!flush()) update_poll();
+  if (phase_ == Phase::kClosed) return false;
   update_poll();
-  return phase_ != Phase::kClosed;
+  return true;
 }
 
 void Connection::proxy_request_drained() {

@@ -43,6 +43,7 @@ class Connection : public ProxyClient {
   // ProxyClient
   bool proxy_head() override;
   bool proxy_body(const char* data, std::size_t len, bool& backlogged) override;
+  void proxy_flush() override;
   void proxy_end() override;
   void proxy_fail(int status) override;
   bool proxy_upgraded() override;

@@ -378,6 +378,7 @@ void ProxySession::on_read(ssize_t n, const char* data) {
     bool backlogged = false;
     arm(pool_->read_timeout);
     if (!client_.proxy_body(data, static_cast<std::size_t>(n), backlogged)) return;
+    client_.proxy_flush();
     if (backlogged && up_ && state_ == State::kTunnel) {
       paused_ = true;
       w_.upstreams().stop_reading(up_);
@@ -399,7 +400,7 @@ void ProxySession::feed(const char* data, std::size_t len) {
     arm(pool_->read_timeout);
     if (used < len) {
       bool backlogged = false;
-      client_.proxy_body(data + used, len - used, backlogged);
+      if (client_.proxy_body(data + used, len - used, backlogged)) client_.proxy_flush();
     }
     return;
   }
@@ -437,6 +438,8 @@ void ProxySession::feed(const char* data, std::size_t len) {
   up_->rlen = 0;
   // What this read brought goes out now, decodable (server-sent events must not wait).
   if (encoder_ && !pass_body(nullptr, 0, true)) return;
+  client_.proxy_flush();
+  if (state_ == State::kIdle) return;
   if (paused_) {  // the client is behind: no reading, and no clock on the server meanwhile
     w_.upstreams().stop_reading(up_);
     w_.upstreams().disarm(up_);

@@ -30,6 +30,8 @@ class ProxyClient {
   // Response body bytes; returns false if the client is gone. `backlogged` tells the session to
   // stop reading the upstream until proxy_resume().
   virtual bool proxy_body(const char* data, std::size_t len, bool& backlogged) = 0;
+  // Writes what proxy_head/proxy_body queued (once per upstream read: one send per read).
+  virtual void proxy_flush() = 0;
   virtual void proxy_end() = 0;              // the response is complete
   virtual void proxy_fail(int status) = 0;   // before the head: answer this; after: abort
   virtual bool proxy_upgraded() = 0;         // 101 sent: the connection becomes a tunnel

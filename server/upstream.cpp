@@ -17,7 +17,9 @@ namespace edge {
 
 Upstreams::Upstreams(Worker& w, std::size_t pools) : w_(w), pools_(pools) {}
 
-Upstreams::~Upstreams() = default;
+Upstreams::~Upstreams() {
+  for (UpstreamConn* c : spare_) delete c;
+}
 
 int Upstreams::pick(const http::UpstreamPool& pool, unsigned hash, std::uint64_t tried) {
   PoolState& ps = pools_[pool.index];
@@ -92,13 +94,21 @@ UpstreamConn* Upstreams::acquire(const http::UpstreamPool& pool, unsigned server
     return c;  // (a TLS connection in the pool has finished its handshake)
   }
   reused = false;
-  auto* c = new UpstreamConn;  // freed by on_closed once both handles are closed
+  // A closed connection's object (buffers included) is reused: past the keep-alive pool's size
+  // every request opens a connection, and allocating each one showed in the profile.
+  UpstreamConn* c;
+  if (!spare_.empty()) {
+    c = spare_.back();
+    spare_.pop_back();
+  } else {
+    c = new UpstreamConn;  // back to spare_ (or freed) by on_closed once both handles are closed
+    c->rbuf.reset(new char[UpstreamConn::kReadSize]);
+  }
   c->owner = this;
   c->server = pool.servers[server].get();
   c->pool = pool.index;
   c->server_index = server;
   c->session = s;
-  c->rbuf.reset(new char[UpstreamConn::kReadSize]);
   uv_tcp_init(w_.loop(), &c->tcp);
   uv_timer_init(w_.loop(), &c->timer);
   c->tcp.data = c;
@@ -344,7 +354,24 @@ void Upstreams::close(UpstreamConn* c) {
 
 void Upstreams::on_closed(uv_handle_t* h) {
   auto* c = static_cast<UpstreamConn*>(h->data);
-  if (--c->open_handles == 0) delete c;
+  if (--c->open_handles != 0) return;
+  Upstreams* u = c->owner;
+  if (u->spare_.size() >= 256 || u->w_.stopping() || c->writing.capacity() > 64 * 1024 ||
+      c->pending.capacity() > 64 * 1024) {
+    delete c;
+    return;
+  }
+  // Back to a fresh state, keeping the buffers' storage.
+  c->writing.clear();
+  c->pending.clear();
+  c->cipher.clear();
+  c->tls.reset();
+  c->session = nullptr;
+  c->write_busy = c->connected = c->closing = c->reading = false;
+  c->deferred_error = 0;
+  c->requests = 0;
+  c->rlen = 0;
+  u->spare_.push_back(c);
 }
 
 void Upstreams::close_all() {

@@ -93,6 +93,7 @@ class Upstreams {
 
   Worker& w_;
   std::vector<PoolState> pools_;
+  std::vector<UpstreamConn*> spare_;  // closed connections' objects, for the next ones
 };
 
 }  // namespace edge
