@@ -104,7 +104,7 @@ R=$VAR/rendered
 SERVERS=${SERVERS:-edge nginx}
 TLS_CASES="tls_hs_new tls_hs_resumed tls_hs_new_stime tls_small tls_img"
 API_CASES="api api_1k"
-CASES=${CASES:-small index spa js_id img js_br js_gz js_br_mem js_gz_mem $TLS_CASES}
+CASES=${CASES:-small index spa js_id img js_br js_gz js_br_mem js_gz_mem $TLS_CASES $API_CASES}
 CASES=$(for c in $CASES; do case $c in tls) echo $TLS_CASES ;; proxy) echo $API_CASES ;; *) echo "$c" ;; esac; done | xargs)
 RUNS=${RUNS:-3}; DUR=${DUR:-6}; WARMUP=${WARMUP:-1}; CONN=${CONN:-64}
 API_1K_CONN=${API_1K_CONN:-1000}; API_PATH=${API_PATH:-/api/readings}
