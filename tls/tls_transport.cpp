@@ -101,8 +101,8 @@ struct TransportBio {
   }
 };
 
-TlsTransport::TlsTransport(std::shared_ptr<const TlsContext> ctx) : ctx_(ctx) {
-  ssl_ = SSL_new(ctx->default_ctx());
+void TlsTransport::attach(SSL_CTX* ctx) {
+  ssl_ = SSL_new(ctx);
   BIO* bio = ssl_ ? BIO_new(TransportBio::method()) : nullptr;
   if (!bio) {
     SSL_free(ssl_);
@@ -110,20 +110,17 @@ TlsTransport::TlsTransport(std::shared_ptr<const TlsContext> ctx) : ctx_(ctx) {
   }
   BIO_set_data(bio, this);
   SSL_set_bio(ssl_, bio, bio);  // one reference, used both ways
+}
+
+TlsTransport::TlsTransport(std::shared_ptr<const TlsContext> ctx) : ctx_(ctx) {
+  attach(ctx->default_ctx());
   SSL_set_accept_state(ssl_);
 }
 
 TlsTransport::TlsTransport(std::shared_ptr<const ClientContext> ctx, const std::string& server_name)
     : ctx_(ctx) {
   first_bytes_ = false;
-  ssl_ = SSL_new(ctx->ctx());
-  BIO* bio = ssl_ ? BIO_new(TransportBio::method()) : nullptr;
-  if (!bio) {
-    SSL_free(ssl_);
-    throw std::bad_alloc();
-  }
-  BIO_set_data(bio, this);
-  SSL_set_bio(ssl_, bio, bio);
+  attach(ctx->ctx());
   SSL_set_connect_state(ssl_);
   unsigned char ip[16];
   bool is_ip = inet_pton(AF_INET, server_name.c_str(), ip) == 1 ||

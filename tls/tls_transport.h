@@ -84,6 +84,7 @@ class TlsTransport {
   };
   friend struct TransportBio;
 
+  void attach(SSL_CTX* ctx);  // the SSL and our BIO
   Result drive();
   Result fail(const char* what, int ssl_error);
   void append_out(const char* data, std::size_t len);

@@ -14,6 +14,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edgetest as et  # noqa: E402
+import test_proxy as tp  # noqa: E402  (ProxyCase; its own tests are not collected here)
 import upstreamtest as ut  # noqa: E402
 
 
@@ -30,28 +31,17 @@ def text_body(n):
     return (unit * (n // len(unit) + 1))[:n]
 
 
-class ProxyCompression(et.EdgeTestCase):
+class ProxyCompression(tp.ProxyCase):
     listen = ["127.0.0.1:0"]
 
-    @classmethod
-    def setUpClass(cls):
-        cls.up = ut.Upstream("Z").start()
-        try:
-            cls.routes = ut.routes_toml(
-                [ut.pool_toml("api", [cls.up.address])],
-                [ut.proxy_route("/plain/", "api", strip_prefix="/plain", compress=False),
-                 ut.proxy_route("/api/", "api", strip_prefix="/api")])
-            super().setUpClass()
-        except BaseException:
-            ut.stop_all([cls.up])
-            raise
+    upstream_specs = {"Z": ("normal", {})}
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            ut.stop_all([cls.up])
+    def proxy_config(cls, ups):
+        cls.up = ups["Z"]
+        return ([ut.pool_toml("api", [cls.up.address])],
+                [ut.proxy_route("/plain/", "api", strip_prefix="/plain", compress=False),
+                 ut.proxy_route("/api/", "api", strip_prefix="/api")])
 
     def get(self, path, ae=None, extra=()):
         headers = [("Accept-Encoding", ae)] if ae else []

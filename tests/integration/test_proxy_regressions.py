@@ -16,6 +16,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edgetest as et  # noqa: E402
+import test_proxy as tp  # noqa: E402  (ProxyCase; its own tests are not collected here)
 import upstreamtest as ut  # noqa: E402
 
 
@@ -53,29 +54,18 @@ def read_response(s, timeout=5):
     return status, text, rest
 
 
-class ProxyRegressions(et.EdgeTestCase):
+class ProxyRegressions(tp.ProxyCase):
     listen = ["127.0.0.1:0", {"address": "127.0.0.1:0", "tls": "{ self_signed = true }"}]
     server_opts = {"keepalive_timeout": '"1s"'}
 
-    @classmethod
-    def setUpClass(cls):
-        cls.up = ut.Upstream("R").start()
-        try:
-            cls.routes = ut.routes_toml(
-                [ut.pool_toml("api", [cls.up.address], read_timeout="10s",
-                              passive={"max_fails": 1000})],
-                [ut.proxy_route("/api/", "api", strip_prefix="/api", max_body="8m")])
-            super().setUpClass()
-        except BaseException:
-            ut.stop_all([cls.up])
-            raise
+    upstream_specs = {"R": ("normal", {})}
 
     @classmethod
-    def tearDownClass(cls):
-        try:
-            super().tearDownClass()
-        finally:
-            ut.stop_all([cls.up])
+    def proxy_config(cls, ups):
+        cls.up = ups["R"]
+        return ([ut.pool_toml("api", [cls.up.address], read_timeout="10s",
+                              passive={"max_fails": 1000})],
+                [ut.proxy_route("/api/", "api", strip_prefix="/api", max_body="8m")])
 
     def edge_port(self, scheme="http"):
         return self.edge.port_for("127.0.0.1", scheme)
