@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "routes/rate_limit.h"
 #include "routes/security_headers.h"
 #include "server/http/exchange.h"
 
@@ -27,6 +28,7 @@ struct Route {
   HeaderPairs headers_plain;  // everything added to each response, security preset included
   HeaderPairs headers_tls;
   std::uint64_t max_body = 0;
+  std::vector<RateLimit> limits;  // all must allow (rate_limit)
 
   std::string describe() const;
 };

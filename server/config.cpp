@@ -294,10 +294,16 @@ class Loader {
   }
 
   ListenConfig load_listen(const toml::table& t) const {
-    check_keys(t, "[[listen]]", {"address", "https_redirect", "https_port", "tls"});
+    check_keys(t, "[[listen]]",
+               {"address", "https_redirect", "https_port", "tls", "max_conns_per_ip"});
     ListenConfig l;
     l.line = line_of(t);
     if (auto* r = t.get("https_redirect")) l.https_redirect = boolean(*r, "https_redirect");
+    if (auto* m = t.get("max_conns_per_ip")) {
+      if (!m->is_integer() || *m->value<long long>() < 0 || *m->value<long long>() > 1000000)
+        fail(*m, "max_conns_per_ip must be an integer between 0 (no limit) and 1000000");
+      l.max_conns_per_ip = static_cast<unsigned>(*m->value<long long>());
+    }
     if (auto* p = t.get("https_port")) {
       if (!p->is_integer() || *p->value<long long>() < 1 || *p->value<long long>() > 65535)
         fail(*p, "https_port must be a port number");
@@ -545,6 +551,141 @@ class Loader {
     freeaddrinfo(res);
   }
 
+  void load_rate_limit_settings(const toml::table& t, routes::RateLimitSettings& r) const {
+    check_keys(
+        t, "[rate_limit]",
+        {"store", "on_store_error", "max_keys", "ipv6_prefix", "allowlist", "headers", "message"});
+    if (auto* n = t.get("store")) {
+      std::string v = str(*n, "store");
+      if (v == "memory") {
+        r.store = routes::RateLimitSettings::Store::kMemory;
+      } else if (v.starts_with("redis://")) {
+        r.store = routes::RateLimitSettings::Store::kRedis;
+        std::string rest = v.substr(8);
+        std::size_t slash = rest.find('/');
+        if (slash != std::string::npos) {
+          std::string db = rest.substr(slash + 1);
+          char* end = nullptr;
+          long d = std::strtol(db.c_str(), &end, 10);
+          if (db.empty() || *end || d < 0 || d > 15)
+            fail(*n, "store: the database after the / must be 0 to 15");
+          r.redis_db = static_cast<int>(d);
+          rest = rest.substr(0, slash);
+        }
+        std::size_t colon = rest.rfind(':');
+        r.redis_host = rest.substr(0, colon);
+        if (colon != std::string::npos) {
+          std::string port = rest.substr(colon + 1);
+          char* end = nullptr;
+          long p = std::strtol(port.c_str(), &end, 10);
+          if (port.empty() || *end || p < 1 || p > 65535)
+            fail(*n, "store: the port must be between 1 and 65535");
+          r.redis_port = static_cast<int>(p);
+        }
+        if (r.redis_host.empty() || r.redis_host.find('@') != std::string::npos)
+          fail(*n, "store must be \"memory\" or \"redis://host:port\" (no password support)");
+      } else {
+        fail(*n, "store must be \"memory\" or \"redis://host:port\"");
+      }
+    }
+    if (auto* n = t.get("on_store_error")) {
+      std::string v = str(*n, "on_store_error");
+      if (v == "local")
+        r.on_store_error = routes::RateLimitSettings::OnError::kLocal;
+      else if (v == "allow")
+        r.on_store_error = routes::RateLimitSettings::OnError::kAllow;
+      else if (v == "deny")
+        r.on_store_error = routes::RateLimitSettings::OnError::kDeny;
+      else
+        fail(*n, "on_store_error must be \"local\", \"allow\" or \"deny\"");
+    }
+    if (auto* n = t.get("max_keys")) {
+      if (!n->is_integer() || *n->value<long long>() < 1000 || *n->value<long long>() > 100000000)
+        fail(*n, "max_keys must be an integer between 1000 and 100000000");
+      r.max_keys = static_cast<std::size_t>(*n->value<long long>());
+    }
+    if (auto* n = t.get("ipv6_prefix")) {
+      if (!n->is_integer() || *n->value<long long>() < 1 || *n->value<long long>() > 128)
+        fail(*n, "ipv6_prefix must be an integer between 1 and 128");
+      r.ipv6_prefix = static_cast<unsigned>(*n->value<long long>());
+    }
+    if (auto* n = t.get("allowlist")) {
+      for (const std::string& a : strings(*n, "allowlist")) {
+        auto range = http::IpRange::parse(a);
+        if (!range) fail(*n, "allowlist: \"" + a + "\" is not an address or a CIDR range");
+        r.allowlist.add(*range);
+      }
+    }
+    if (auto* n = t.get("headers")) r.headers = boolean(*n, "headers");
+    if (auto* n = t.get("message")) {
+      r.message = str(*n, "message");
+      for (char c : r.message)
+        if (static_cast<unsigned char>(c) < 0x20 || c == '"' || c == '\\')
+          fail(*n, "message must not contain quotes, backslashes or control characters");
+    }
+  }
+
+  std::vector<routes::RateLimit> load_limits(const toml::node& n, int route_line) const {
+    std::vector<routes::RateLimit> out;
+    auto one = [&](const toml::node& el) {
+      if (!el.is_table())
+        fail(el, "rate_limit must be { requests = 100, window = \"15m\" } or an array of them");
+      const toml::table& t = *el.as_table();
+      check_keys(t, "rate_limit", {"requests", "window", "key", "name"});
+      routes::RateLimit l;
+      auto* req = t.get("requests");
+      if (!req || !req->is_integer() || *req->value<long long>() < 1 ||
+          *req->value<long long>() > 1000000000)
+        fail(req ? *req : el, "rate_limit: requests must be an integer of at least 1");
+      l.requests = static_cast<std::uint64_t>(*req->value<long long>());
+      auto* win = t.get("window");
+      if (!win) fail(el, "rate_limit: window is needed, e.g. window = \"15m\"");
+      l.window = duration(*win, "window");
+      if (l.window.count() < 1000) fail(*win, "rate_limit: window must be at least 1s");
+      if (l.window.count() * 1000 / static_cast<long long>(l.requests) < 1)
+        fail(*win, "rate_limit: more than one request per microsecond is no limit");
+      if (auto* k = t.get("key")) {
+        std::string v = str(*k, "key");
+        if (v == "ip") {
+          l.key = routes::RateLimit::Key::kIp;
+        } else if (v.starts_with("header:") && http::is_token(v.substr(7))) {
+          l.key = routes::RateLimit::Key::kHeader;
+          l.key_name = v.substr(7);
+        } else if (v.starts_with("cookie:") && http::is_token(v.substr(7))) {
+          l.key = routes::RateLimit::Key::kCookie;
+          l.key_name = v.substr(7);
+        } else {
+          fail(*k, "rate_limit: key must be \"ip\", \"header:Name\" or \"cookie:name\"");
+        }
+      }
+      if (auto* nm = t.get("name")) {
+        l.name = str(*nm, "name");
+        if (l.name.empty() || !http::is_token(l.name))
+          fail(*nm, "rate_limit: name must be a token such as \"burst\"");
+      } else {
+        long long ms = l.window.count();
+        std::string w = ms % 86400000 == 0  ? std::to_string(ms / 86400000) + "day"
+                        : ms % 3600000 == 0 ? std::to_string(ms / 3600000) + "h"
+                        : ms % 60000 == 0   ? std::to_string(ms / 60000) + "min"
+                        : ms % 1000 == 0    ? std::to_string(ms / 1000) + "s"
+                                            : std::to_string(ms) + "ms";
+        l.name = std::to_string(l.requests) + "-in-" + w;
+      }
+      l.id = std::to_string(route_line) + ":" + l.name;
+      for (const auto& o : out)
+        if (o.name == l.name) fail(el, "rate_limit: two limits named \"" + l.name + "\"");
+      out.push_back(std::move(l));
+    };
+    if (n.is_array()) {
+      for (auto&& el : *n.as_array()) one(el);
+      if (out.empty()) fail(n, "rate_limit: the array is empty");
+      if (out.size() > 8) fail(n, "rate_limit: at most 8 limits per route");
+    } else {
+      one(n);
+    }
+    return out;
+  }
+
   std::shared_ptr<http::UpstreamPool> load_upstream(const toml::table& t) const {
     check_keys(t, "[[upstream]]",
                {"name", "servers", "balance", "keepalive", "keepalive_timeout", "connect_timeout",
@@ -689,7 +830,7 @@ class Loader {
          "spa_fallback", "immutable",      "hashed_assets", "cache_control", "dotfiles",
          "symlinks",     "max_body",       "headers",       "compress",      "security_headers",
          "csp",          "remove_headers", "proxy",         "strip_prefix",  "proxy_host",
-         "websocket"});
+         "websocket",    "rate_limit"});
     routes::Route r;
     r.line = line_of(t);
     if (auto* n = t.get("host")) {
@@ -728,6 +869,7 @@ class Loader {
       if (!r.rewrite->starts_with("/")) fail(*n, "rewrite must produce a path starting with \"/\"");
     }
     if (auto* n = t.get("max_body")) r.max_body = size(*n, "max_body");
+    if (auto* n = t.get("rate_limit")) r.limits = load_limits(*n, r.line);
     if (auto* n = t.get("headers")) r.security.headers = header_table(*n, "headers");
     if (auto* n = t.get("remove_headers")) r.security.remove = header_names(*n, "remove_headers");
     if (auto* n = t.get("security_headers")) r.security.enabled = boolean(*n, "security_headers");
@@ -975,7 +1117,11 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   cfg->started = started;
   Loader L(path);
   L.check_keys(root, "the top level",
-               {"server", "log", "listen", "route", "security_headers", "upstream"});
+               {"server", "log", "listen", "route", "security_headers", "upstream", "rate_limit"});
+  if (auto* n = root.get("rate_limit")) {
+    if (!n->is_table()) L.fail(*n, "rate_limit must be a table: [rate_limit]");
+    L.load_rate_limit_settings(*n->as_table(), cfg->rate_limit);
+  }
   if (auto* n = root.get("security_headers")) {
     if (!n->is_table()) L.fail(*n, "security_headers must be a table: [security_headers]");
     L.load_security(*n->as_table(), cfg->security);
@@ -1016,8 +1162,10 @@ std::shared_ptr<const Config> load_config(const std::string& path,
     routes::Route r = L.load_route(*el.as_table(), cfg->server.workers, started, cfg->upstreams);
     r.headers_plain = routes::route_headers(cfg->security, r.security, false);
     r.headers_tls = routes::route_headers(cfg->security, r.security, true);
+    cfg->has_limits = cfg->has_limits || !r.limits.empty();
     cfg->routes.routes().push_back(std::move(r));
   }
+  cfg->limiter = std::make_shared<routes::LocalLimiter>(cfg->rate_limit.max_keys);
   return cfg;
 }
 
@@ -1066,12 +1214,19 @@ std::string Config::describe() const {
       o << " " << p->options().pool->name;
       if (!p->options().strip_prefix.empty()) o << " strip_prefix " << p->options().strip_prefix;
     }
+    for (const auto& l : r.limits) o << " rate_limit " << l.name;
     if (auto* s = dynamic_cast<const routes::StaticHandler*>(r.handler.get())) {
       o << " root " << s->options().root;
       if (!s->options().spa_fallback.empty()) o << " spa_fallback " << s->options().spa_fallback;
     }
     o << "\n";
   }
+  if (has_limits)
+    o << "rate limit store "
+      << (rate_limit.store == routes::RateLimitSettings::Store::kRedis
+              ? "redis://" + rate_limit.redis_host + ":" + std::to_string(rate_limit.redis_port)
+              : std::string("memory"))
+      << "\n";
   o << "access log " << log.access << ", error log " << log.error << " (" << log.level << ")\n";
   return o.str();
 }

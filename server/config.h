@@ -37,6 +37,7 @@ struct ListenConfig {
   int tls_line = 0;
   bool https_redirect = false;  // answer every request (but /health) with a redirect to https://
   int https_port = 443;
+  unsigned max_conns_per_ip = 0;  // concurrent connections per client address (0: no limit)
 };
 
 struct ServerConfig {
@@ -66,6 +67,10 @@ struct Config {
   routes::SecurityPolicy security;
   routes::RouteTable routes;
   std::vector<std::shared_ptr<http::UpstreamPool>> upstreams;  // [[upstream]], in file order
+  routes::RateLimitSettings rate_limit;                        // [rate_limit]
+  std::shared_ptr<routes::LocalLimiter> limiter;               // counters all workers share
+  bool has_limits = false;                                     // some route has rate_limit
+  std::shared_ptr<routes::ConnCounter> conns_per_ip = std::make_shared<routes::ConnCounter>();
   std::chrono::steady_clock::time_point started;
 
   // Human-readable summary of listeners and routes (for --check).

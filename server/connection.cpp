@@ -95,6 +95,7 @@ const llhttp_settings_t& Connection::settings() {
 void Connection::start() {
   if (const auto& slot = w_.config()->listeners[listener_].tls)
     tls_ = std::make_unique<tls::TlsTransport>(slot->ctx.load());
+  counted_ = w_.config()->listeners[listener_].max_conns_per_ip != 0;
   uv_poll_init(w_.loop(), &poll_, fd_);
   poll_.data = this;
   w_.link(this);
@@ -125,6 +126,8 @@ bool Connection::reading_paused() const {
     case Phase::kBody:
     case Phase::kTunnel:
       return (proxying_ && proxy_->request_backlogged()) || (buf_ && end_ == cap_ && start_ < end_);
+    case Phase::kLimit:
+      return true;
     case Phase::kWait:
       // Reading on only notices a client that leaves; pipelined bytes wait in the buffer. TLS
       // would decrypt into a buffer without bound: not read until the response is done.
@@ -148,6 +151,10 @@ void Connection::close() {
   if (phase_ == Phase::kClosed) return;
   phase_ = Phase::kClosed;
   if (proxy_) proxy_->abort();
+  if (limit_ticket_) limit_ticket_->waiter = nullptr;  // its reply finds nobody
+  limit_ticket_ = nullptr;
+  if (counted_) w_.config()->conns_per_ip->release(http::IpAddress::from(peer_));
+  counted_ = false;
   proxying_ = streaming_ = false;
   w_.unlink(this);
   if (buf_ && !big_buf_) w_.give_buffer(std::move(buf_));
@@ -172,7 +179,7 @@ void Connection::close_when_idle() {
 
 void Connection::check_timeout(std::uint64_t now_ms) {
   if (phase_ == Phase::kClosed || deadline_ms_ == 0 || now_ms < deadline_ms_) return;
-  if (phase_ == Phase::kWait || phase_ == Phase::kTunnel ||
+  if (phase_ == Phase::kWait || phase_ == Phase::kTunnel || phase_ == Phase::kLimit ||
       (phase_ == Phase::kBody && proxying_ && proxy_->request_backlogged())) {
     // The upstream's timeouts govern; only a client that stopped reading is cut here.
     if (output_pending())
@@ -201,7 +208,8 @@ bool Connection::make_room() {
   }
   if (phase_ == Phase::kTunnel && start_ == end_) start_ = end_ = 0;
   if (end_ < cap_) return true;
-  if (phase_ == Phase::kWait || phase_ == Phase::kTunnel) return false;  // views point into it
+  if (phase_ == Phase::kWait || phase_ == Phase::kTunnel || phase_ == Phase::kLimit)
+    return false;  // views point into it
   if (phase_ == Phase::kBody) {
     // Keep the head (the views use it) and the body bytes not parsed yet, moved down to it.
     if (start_ > head_end_) {
@@ -627,16 +635,11 @@ void Connection::process() {
         break;
       }
       if (!parse_head(static_cast<std::size_t>(r))) break;
-      if (route_ && route_->handler->streams()) {
-        start_proxy();
+      if (route_ && !route_->limits.empty() && !check_limits()) {
+        if (phase_ == Phase::kLimit) break;
         continue;
       }
-      if (message_done_) {
-        dispatch();
-      } else {
-        phase_ = Phase::kBody;
-        if (start_ == end_) start_ = end_ = head_end_;
-      }
+      after_head();
     } else if (phase_ == Phase::kTunnel) {
       if (start_ == end_ && !refill_from_tls()) break;
       if (proxy_->request_backlogged()) break;
@@ -838,6 +841,7 @@ void Connection::serialize_head(const routes::Route* route) {
       o.append(value);
     }
   }
+  o.append(ex.extra_headers);
   o.append("\r\nX-Request-Id: ");
   o.append(ex.req.request_id);
   if (r.status == 101)
@@ -887,6 +891,7 @@ void Connection::log_exchange(int status, std::uint64_t bytes) {
 void Connection::release_exchange() {
   if (!ex_) return;
   ex_->forward.reset();
+  ex_->extra_headers.clear();
   ex_->req.reset();
   ex_->resp.reset();
   w_.give_exchange(std::move(ex_));
@@ -1201,6 +1206,117 @@ void Connection::proxy_request_drained() {
   update_poll();
   bool more = start_ < end_ || (tls_ && !tls_->pending_plain().empty());
   if ((phase_ == Phase::kBody || phase_ == Phase::kTunnel) && more) process();
+}
+
+// ---- Rate limits ----------------------------------------------------------------------------
+
+void Connection::after_head() {
+  if (route_ && route_->handler->streams()) {
+    start_proxy();
+  } else if (message_done_) {
+    dispatch();
+  } else {
+    phase_ = Phase::kBody;
+    if (start_ == end_) start_ = end_ = head_end_;
+  }
+}
+
+bool Connection::check_limits() {
+  const Config& cfg = *w_.config();
+  const auto& limits = route_->limits;
+  std::vector<std::string>& keys = w_.limit_keys();
+  if (keys.size() < limits.size()) keys.resize(limits.size());
+  for (std::size_t i = 0; i < limits.size(); ++i) {
+    keys[i].clear();
+    if (!routes::limit_key(limits[i], cfg.rate_limit, ex_->req, keys[i]))
+      return true;  // allowlisted
+  }
+  if (cfg.rate_limit.store == routes::RateLimitSettings::Store::kRedis) {
+    RedisLimiter* redis = w_.redis();
+    if (redis && redis->usable()) {
+      limit_ticket_ = redis->decide(limits, keys, this);
+      if (limit_ticket_) {
+        phase_ = Phase::kLimit;
+        deadline_ms_ = 0;
+        return false;
+      }
+    }
+    // Redis is down: the store-error policy.
+    switch (cfg.rate_limit.on_store_error) {
+      case routes::RateLimitSettings::OnError::kAllow:
+        return true;
+      case routes::RateLimitSettings::OnError::kDeny:
+        routes::proxy_error(*ex_, 503);
+        if (!message_done_) closing_ = true;
+        finish_response();
+        return false;
+      case routes::RateLimitSettings::OnError::kLocal:
+        break;
+    }
+  }
+  return limits_locally();
+}
+
+bool Connection::limits_locally() {
+  routes::LimitResult res[16];
+  const Config& cfg = *w_.config();
+  const auto& limits = route_->limits;
+  std::vector<std::string>& keys = w_.limit_keys();  // (again: a Redis wait may have reused them)
+  if (keys.size() < limits.size()) keys.resize(limits.size());
+  for (std::size_t i = 0; i < limits.size(); ++i) {
+    keys[i].clear();
+    if (!routes::limit_key(limits[i], cfg.rate_limit, ex_->req, keys[i])) return true;
+  }
+  bool allowed = cfg.limiter->decide(limits, keys, routes::now_us(), res);
+  return apply_limits(allowed, res);
+}
+
+bool Connection::apply_limits(bool allowed, const routes::LimitResult* res) {
+  const Config& cfg = *w_.config();
+  const auto& limits = route_->limits;
+  std::size_t pick = 0;
+  for (std::size_t i = 0; i < limits.size() && i < 16; ++i) {
+    if (allowed ? res[i].remaining < res[pick].remaining : !res[i].allowed) {
+      pick = i;
+      if (!allowed) break;
+    }
+  }
+  if (!allowed) {
+    routes::refuse(*ex_, cfg.rate_limit, limits[pick], res[pick]);
+    if (!message_done_) closing_ = true;  // the body is not read
+    finish_response();
+    return false;
+  }
+  if (cfg.rate_limit.headers)
+    routes::append_limit_headers(limits[pick], res[pick], ex_->extra_headers);
+  return true;
+}
+
+void Connection::limit_decided(bool ok, bool allowed, const routes::LimitResult* results) {
+  limit_ticket_ = nullptr;
+  if (phase_ != Phase::kLimit) return;
+  phase_ = Phase::kHead;
+  bool go_on;
+  if (ok) {
+    go_on = apply_limits(allowed, results);
+  } else {
+    // The store failed this request (down, slow, an error): the policy, as when it is known down.
+    switch (w_.config()->rate_limit.on_store_error) {
+      case routes::RateLimitSettings::OnError::kAllow:
+        go_on = true;
+        break;
+      case routes::RateLimitSettings::OnError::kDeny:
+        routes::proxy_error(*ex_, 503);
+        if (!message_done_) closing_ = true;
+        finish_response();
+        go_on = false;
+        break;
+      default:
+        go_on = limits_locally();
+    }
+  }
+  if (go_on && phase_ == Phase::kHead) after_head();
+  if (!processing_ && phase_ != Phase::kClosed) process();
 }
 
 }  // namespace edge

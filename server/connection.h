@@ -12,6 +12,7 @@
 
 #include "server/http/exchange.h"
 #include "server/proxy_session.h"
+#include "server/redis_limiter.h"
 #include "tls/tls_transport.h"
 
 namespace edge {
@@ -21,7 +22,7 @@ namespace routes {
 struct Route;
 }
 
-class Connection : public ProxyClient {
+class Connection : public ProxyClient, public LimitWaiter {
  public:
   Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener);
   void start();
@@ -37,7 +38,8 @@ class Connection : public ProxyClient {
  private:
   // kWait: a proxied request is complete (or its body is not wanted) and the response is on its
   // way from the upstream; kTunnel: bytes pass both ways after a 101.
-  enum class Phase : unsigned char { kHead, kBody, kWait, kTunnel, kLinger, kClosed };
+  // kLimit: waiting for the rate-limit store's decision (Redis) before anything else.
+  enum class Phase : unsigned char { kHead, kBody, kWait, kTunnel, kLimit, kLinger, kClosed };
   ~Connection() override;
 
   // ProxyClient
@@ -47,6 +49,8 @@ class Connection : public ProxyClient {
   void proxy_end() override;
   void proxy_fail(int status) override;
   bool proxy_upgraded() override;
+  // LimitWaiter
+  void limit_decided(bool ok, bool allowed, const routes::LimitResult* results) override;
   void proxy_request_drained() override;
   static void on_poll(uv_poll_t* p, int status, int events);
   static void on_close(uv_handle_t* h);
@@ -81,6 +85,10 @@ class Connection : public ProxyClient {
   bool parse_head(std::size_t head_len);
   void dispatch();
   void start_proxy();
+  void after_head();    // the head is accepted: dispatch, or read the body first
+  bool check_limits();  // true: go on now; false: answered (429/503) or waiting (kLimit)
+  bool apply_limits(bool allowed, const routes::LimitResult* results);
+  bool limits_locally();
   bool reading_paused() const;
   void resolve_client_ip();
   void log_exchange(int status, std::uint64_t bytes);
@@ -131,6 +139,8 @@ class Connection : public ProxyClient {
                            // TLS close_notify received
   std::unique_ptr<tls::TlsTransport> tls_;
   std::unique_ptr<ProxySession> proxy_;  // kept for the connection's next proxied request
+  LimitTicket* limit_ticket_ = nullptr;  // a Redis decision in flight
+  bool counted_ = false;                 // in [[listen]] max_conns_per_ip's count
   bool proxying_ = false;                // a ProxySession works on the current exchange
   bool streaming_ = false;               // its response head went out; the body follows
   bool stream_chunked_ = false;

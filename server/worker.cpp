@@ -37,6 +37,8 @@ Worker::Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<A
   uv_timer_init(&loop_, &accept_pause_);
   uv_prepare_init(&loop_, &flush_prepare_);
   upstreams_ = std::make_unique<Upstreams>(*this, config_->upstreams.size());
+  if (config_->has_limits && config_->rate_limit.store == routes::RateLimitSettings::Store::kRedis)
+    redis_ = std::make_unique<RedisLimiter>(*this, config_->rate_limit);
   if (id == 0) health_ = std::make_unique<HealthChecker>(*this);
   std::random_device rd;
   id_seed_ =
@@ -79,6 +81,7 @@ void Worker::run() {
   uv_timer_start(
       &sweep_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->loop->data)->sweep(); }, 250, 250);
   if (health_) health_->start();
+  if (redis_) redis_->start();
   uv_prepare_start(&flush_prepare_, [](uv_prepare_t* p) {
     static_cast<Worker*>(p->loop->data)->access_log_.flush();
   });
@@ -130,6 +133,11 @@ void Worker::on_accept(Listener& l) {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    unsigned max_per_ip = config_->listeners[l.index].max_conns_per_ip;
+    if (max_per_ip && !config_->conns_per_ip->acquire(http::IpAddress::from(peer), max_per_ip)) {
+      ::close(fd);  // over its client's share of connections (like nginx limit_conn)
+      continue;
+    }
     auto* c = new Connection(*this, fd, peer,
                              l.index);  // owned by its poll handle: freed in its close callback
     c->start();
@@ -157,6 +165,7 @@ void Worker::unlink(Connection* c) {
 
 void Worker::sweep() {
   std::uint64_t now = uv_now(&loop_);
+  if (redis_) redis_->check(now);
   for (Connection* c = conns_; c;) {
     Connection* next = c->next;  // check_timeout may unlink c
     c->check_timeout(now);
@@ -175,6 +184,7 @@ void Worker::begin_stop() {
   uv_timer_stop(&accept_pause_);
   upstreams_->close_all();
   if (health_) health_->stop();
+  if (redis_) redis_->stop();
   for (Connection* c = conns_; c;) {
     Connection* next = c->next;
     c->close_when_idle();

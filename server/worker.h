@@ -13,6 +13,7 @@
 #include "server/http/date.h"
 #include "server/http/exchange.h"
 #include "server/log.h"
+#include "server/redis_limiter.h"
 #include "server/upstream.h"
 
 namespace edge {
@@ -39,6 +40,8 @@ class Worker : public http::Scheduler {
   http::DateCache& dates() { return dates_; }
   AccessLog& access_log() { return access_log_; }
   Upstreams& upstreams() { return *upstreams_; }
+  RedisLimiter* redis() { return redis_.get(); }  // null unless [rate_limit] store is Redis
+  std::vector<std::string>& limit_keys() { return limit_keys_; }  // scratch for one decision
   std::uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
   bool stopping() const { return stopping_; }
   void make_request_id(char* out16);  // 16 hex characters
@@ -101,6 +104,8 @@ class Worker : public http::Scheduler {
   http::DateCache dates_;
   AccessLog access_log_;
   std::unique_ptr<Upstreams> upstreams_;
+  std::unique_ptr<RedisLimiter> redis_;
+  std::vector<std::string> limit_keys_;
   std::unique_ptr<class HealthChecker> health_;  // worker 0 runs the active checks
   Connection* conns_ = nullptr;                  // intrusive list
   std::size_t conn_count_ = 0;

@@ -107,9 +107,10 @@ struct Exchange {
   std::string rewrite_buf;                      // storage for a rewritten path before decoding
   std::string scratch;                          // storage for generated bodies and headers
   std::string scratch2;
-  std::string header_buf;  // a list header joined from several lines
-  Forward forward;         // set by a proxy handler: the runtime forwards the request upstream
-  std::string ip_buf;      // storage for req.client_ip when a trusted proxy named the client
+  std::string header_buf;     // a list header joined from several lines
+  Forward forward;            // set by a proxy handler: the runtime forwards the request upstream
+  std::string ip_buf;         // storage for req.client_ip when a trusted proxy named the client
+  std::string extra_headers;  // "\r\nName: value" lines the codec adds (rate-limit headers)
 
   // A short generated body (error pages, JSON) owned by the exchange.
   void set_text(int status, std::string_view content_type, std::string_view text) {

@@ -207,3 +207,38 @@ TEST_F(ConfigTest, UpstreamsAndProxyRoutes) {
              "rise = 0\n");
   EXPECT_EQ(err.rfind(where(9) + "rise must be", 0), 0u) << err;
 }
+
+TEST_F(ConfigTest, RateLimits) {
+  const std::string head = "[[listen]]\naddress = \"127.0.0.1:0\"\nmax_conns_per_ip = 5\n";
+  ASSERT_EQ(
+      load("[rate_limit]\nstore = \"redis://10.0.0.5:6380/2\"\nallowlist = [\"10.0.0.0/8\"]\n" +
+           head +
+           "[[route]]\nprefix = \"/\"\nhealth = true\nrate_limit = [ { requests = 10, window "
+           "= \"1s\", name = \"burst\" }, { requests = 100, window = \"15m\", key = "
+           "\"header:X-Api-Key\" } ]\n"),
+      "");
+  EXPECT_EQ(cfg_->rate_limit.redis_host, "10.0.0.5");
+  EXPECT_EQ(cfg_->rate_limit.redis_port, 6380);
+  EXPECT_EQ(cfg_->rate_limit.redis_db, 2);
+  EXPECT_EQ(cfg_->listeners[0].max_conns_per_ip, 5u);
+  const auto& limits = cfg_->routes.routes()[0].limits;
+  ASSERT_EQ(limits.size(), 2u);
+  EXPECT_EQ(limits[0].name, "burst");
+  EXPECT_EQ(limits[1].name, "100-in-15min");
+  EXPECT_EQ(limits[1].key_name, "X-Api-Key");
+
+  auto err =
+      load(head + "[[route]]\nhealth = true\nrate_limit = { requests = 0, window = \"1s\" }\n");
+  EXPECT_EQ(err.rfind(where(6) + "rate_limit: requests", 0), 0u) << err;
+  err = load(head +
+             "[[route]]\nhealth = true\nrate_limit = { requests = 5, window = \"1s\", key = "
+             "\"body\" }\n");
+  EXPECT_EQ(err.rfind(where(6) + "rate_limit: key", 0), 0u) << err;
+  err = load("[rate_limit]\nstore = \"mysql://x\"\n" + head + "[[route]]\nhealth = true\n");
+  EXPECT_EQ(err.rfind(where(2) + "store must be", 0), 0u) << err;
+  err = load("[rate_limit]\nipv6_prefix = 200\n" + head + "[[route]]\nhealth = true\n");
+  EXPECT_EQ(err.rfind(where(2) + "ipv6_prefix", 0), 0u) << err;
+  err =
+      load(head + "[[route]]\nhealth = true\nrate_limit = { requests = 5, window = \"500ms\" }\n");
+  EXPECT_NE(err.find("window must be at least 1s"), std::string::npos) << err;
+}

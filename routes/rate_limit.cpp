@@ -1,0 +1,212 @@
+// Rate limits (see rate_limit.h). GCRA: each key stores a theoretical arrival time (tat); a
+// request advances it by T = window / requests and is allowed while tat - now stays within the
+// window, so `requests` can come at once and then one every T, with no second burst at the edge.
+#include "routes/rate_limit.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+
+#include "server/http/status.h"
+#include "server/http/token.h"
+
+namespace edge::routes {
+namespace {
+
+void append_num(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+std::int64_t ceil_seconds(std::int64_t us) { return us <= 0 ? 0 : (us + 999999) / 1000000; }
+
+// The value of cookie `name` in a Cookie header ("a=1; sid=xyz"), or empty.
+std::string_view cookie_value(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    std::size_t semi = header.find(';');
+    std::string_view pair = http::trim_ows(header.substr(0, semi));
+    std::size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) return pair.substr(eq + 1);
+    if (semi == std::string_view::npos) break;
+    header.remove_prefix(semi + 1);
+  }
+  return {};
+}
+
+}  // namespace
+
+std::int64_t now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+LimitResult gcra(const RateLimit& l, std::int64_t now, std::int64_t tat, std::int64_t& new_tat) {
+  std::int64_t t = l.interval_us(), tau = l.tolerance_us();
+  std::int64_t base = std::max(tat, now);
+  LimitResult r;
+  new_tat = base + t;
+  if (new_tat - now > tau) {
+    r.allowed = false;
+    r.wait_us = new_tat - tau - now;
+    r.reset_us = base - now;
+    r.remaining = 0;
+    new_tat = tat;
+    return r;
+  }
+  r.reset_us = new_tat - now;
+  r.remaining = static_cast<std::uint64_t>((tau - (new_tat - now)) / t);
+  return r;
+}
+
+bool limit_key(const RateLimit& l, const RateLimitSettings& s, const http::Request& req,
+               std::string& out) {
+  auto ip = http::IpAddress::parse(req.client_ip);
+  if (ip && s.allowlist.contains(*ip)) return false;
+  out.append(l.id).push_back('\0');
+  if (l.key == RateLimit::Key::kHeader) {
+    std::string_view v = http::trim_ows(req.headers.get(l.key_name));
+    if (!v.empty()) {
+      out.append("h:").append(v);
+      return true;
+    }
+  } else if (l.key == RateLimit::Key::kCookie) {
+    for (const http::HeaderField& f : req.headers) {
+      if (!http::iequals(f.name, "Cookie")) continue;
+      std::string_view v = cookie_value(f.value, l.key_name);
+      if (!v.empty()) {
+        out.append("c:").append(v);
+        return true;
+      }
+    }
+  }
+  // The client address; IPv6 by its prefix (one host often holds a whole /64 or more).
+  if (!ip) {
+    out.append("s:").append(req.client_ip);
+    return true;
+  }
+  if (ip->v6) {
+    unsigned prefix = s.ipv6_prefix;
+    for (unsigned i = 0; i < 16; ++i) {
+      unsigned bits = prefix >= (i + 1) * 8 ? 8 : (prefix > i * 8 ? prefix - i * 8 : 0);
+      ip->bytes[i] &= static_cast<std::uint8_t>(bits == 8 ? 0xff : (0xff << (8 - bits)) & 0xff);
+    }
+    out.append("6:").append(reinterpret_cast<const char*>(ip->bytes.data()), 16);
+  } else {
+    out.append("4:").append(reinterpret_cast<const char*>(ip->bytes.data()), 4);
+  }
+  return true;
+}
+
+LocalLimiter::LocalLimiter(std::size_t max_keys)
+    : per_shard_(std::max<std::size_t>(max_keys / kShards, 16)) {}
+
+void LocalLimiter::make_room(Shard& s, std::int64_t now) {
+  // Keys whose allowance is whole again hold no information.
+  std::erase_if(s.tat, [&](const auto& kv) { return kv.second <= now; });
+  if (s.tat.size() < per_shard_) return;
+  // Still full (a flood of distinct keys within one window): drop the one closest to whole
+  // among a sample, so the cost per new key stays bounded.
+  auto victim = s.tat.begin();
+  int n = 0;
+  for (auto it = s.tat.begin(); it != s.tat.end() && n < 32; ++it, ++n)
+    if (it->second < victim->second) victim = it;
+  s.tat.erase(victim);
+}
+
+bool LocalLimiter::decide(const std::vector<RateLimit>& limits,
+                          const std::vector<std::string>& keys, std::int64_t now,
+                          LimitResult* results) {
+  bool all = true;
+  std::int64_t new_tat[16];
+  std::size_t n = std::min<std::size_t>(limits.size(), 16);
+  for (std::size_t i = 0; i < n; ++i) {
+    Shard& s = shard(keys[i]);
+    std::lock_guard lock(s.mu);
+    auto it = s.tat.find(std::string_view(keys[i]));
+    results[i] = gcra(limits[i], now, it == s.tat.end() ? 0 : it->second, new_tat[i]);
+    all = all && results[i].allowed;
+  }
+  if (!all) return false;
+  for (std::size_t i = 0; i < n; ++i) {
+    Shard& s = shard(keys[i]);
+    std::lock_guard lock(s.mu);
+    auto it = s.tat.find(std::string_view(keys[i]));
+    if (it != s.tat.end()) {
+      it->second = std::max(it->second, new_tat[i]);
+    } else {
+      if (s.tat.size() >= per_shard_) make_room(s, now);
+      s.tat.emplace(keys[i], new_tat[i]);
+    }
+  }
+  return true;
+}
+
+std::size_t LocalLimiter::size() const {
+  std::size_t n = 0;
+  for (const Shard& s : shards_) {
+    std::lock_guard lock(s.mu);
+    n += s.tat.size();
+  }
+  return n;
+}
+
+bool ConnCounter::acquire(const http::IpAddress& a, unsigned max) {
+  std::string k = key(a);
+  Shard& s = shard(k);
+  std::lock_guard lock(s.mu);
+  unsigned& n = s.count[k];
+  if (n >= max) {
+    if (n == 0) s.count.erase(k);
+    return false;
+  }
+  ++n;
+  return true;
+}
+
+void ConnCounter::release(const http::IpAddress& a) {
+  std::string k = key(a);
+  Shard& s = shard(k);
+  std::lock_guard lock(s.mu);
+  auto it = s.count.find(k);
+  if (it == s.count.end()) return;
+  if (--it->second == 0) s.count.erase(it);
+}
+
+void append_limit_headers(const RateLimit& l, const LimitResult& r, std::string& out) {
+  // draft-ietf-httpapi-ratelimit-headers-08 (what express-rate-limit's "draft-8" sends).
+  out.append("\r\nRateLimit-Policy: \"").append(l.name).append("\";q=");
+  append_num(out, static_cast<std::int64_t>(l.requests));
+  out.append(";w=");
+  append_num(out, std::max<std::int64_t>(1, l.window.count() / 1000));
+  out.append("\r\nRateLimit: \"").append(l.name).append("\";r=");
+  append_num(out, static_cast<std::int64_t>(r.remaining));
+  out.append(";t=");
+  append_num(out, ceil_seconds(r.allowed ? r.reset_us : r.wait_us));
+  if (!r.allowed) {
+    out.append("\r\nRetry-After: ");
+    append_num(out, std::max<std::int64_t>(1, ceil_seconds(r.wait_us)));
+  }
+}
+
+void refuse(http::Exchange& ex, const RateLimitSettings& s, const RateLimit& limit,
+            const LimitResult& r) {
+  ex.resp.reset();
+  ex.scratch.assign("{\"error\":\"");
+  for (char c : s.message) {  // checked at load: printable, no quote or backslash to escape
+    ex.scratch.push_back(c);
+  }
+  ex.scratch.append("\",\"retry_after\":");
+  append_num(ex.scratch, std::max<std::int64_t>(1, ceil_seconds(r.wait_us)));
+  ex.scratch.append(",\"request_id\":\"").append(ex.req.request_id).append("\"}\n");
+  ex.resp.status = 429;
+  ex.resp.content_type = "application/json";
+  ex.resp.cache_control = "no-store";
+  ex.resp.body.kind = http::Body::Kind::kMemory;
+  ex.resp.body.data = ex.scratch;
+  ex.extra_headers.clear();
+  append_limit_headers(limit, r, ex.extra_headers);
+}
+
+}  // namespace edge::routes
