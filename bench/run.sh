@@ -13,6 +13,7 @@
 #   PROBE_ONLY=1 bench/run.sh    start, probe every case (status/size/encoding/headers), stop
 #                                (no build wait, no measurement)
 #   CASES="api api_1k" SERVERS="edge nginx haproxy" bench/run.sh   the reverse-proxy cases (issue 5)
+#   CASES=rl SERVERS=edge bench/run.sh   the rate-limit cases (issue 7): api, api_rl, api_rl_redis
 #
 # Compression cases (the 150 KB JS):
 #   js_br, js_gz          the site WITH .br/.gz/.zst siblings: edge (its default compression, serving
@@ -47,6 +48,19 @@
 # The script raises its open-files limit (ulimit -n, NOFILE) so wrk, edge and the proxies can hold
 # 1000 client + 1000 upstream connections.
 #
+# Rate-limit cases (issue 7; CASES=rl is "api api_rl api_rl_redis"; edge only, not in the default CASES):
+# the api case's request (GET API_PATH, wrk -c CONN, same fast upstream) through an edge whose /api/
+# route carries `rate_limit = { requests = 1000000000, window = "1h" }` (a limit that never refuses:
+# the limiter's cost, every answer a 200 with the RateLimit headers). The store is process-wide, so
+# each limiter is its own edge process, rendered from the same template as edge.toml with only the
+# rate_limit lines added (and no TLS listener): same route, same headers, same upstream:
+#   api_rl            edge_rl (EDGE_RL_PORT): [rate_limit] store = "memory"
+#   api_rl_redis      edge_rl_redis (EDGE_RL_REDIS_PORT): store = "redis://127.0.0.1:REDIS_PORT" and
+#                     on_store_error = "deny" (a Redis failure shows as 503s, never as a silent fallback
+#                     to local counters); Debian's redis-server on REDIS_PORT, no persistence, started
+#                     here pinned to the LOAD CPU (like the upstream), stopped by its PID at the end.
+# `api` (limiter off) is the main edge's /api/ route, as in the proxy cases.
+#
 # Environment (all optional):
 #   EDGE_BIN=build/edge   edge binary (relative to the repo root, or absolute)
 #   SERVERS="edge nginx"  which servers to run
@@ -54,8 +68,11 @@
 #          tls_hs_new_stime tls_small tls_img"
 #                         (any case of ../shared/anchors/run.sh without TLS/api, plus js_br_mem js_gz_mem,
 #                         the tls_* cases and api api_1k; the word "tls" stands for every tls_* case,
-#                         "proxy" for "api api_1k")
+#                         "proxy" for "api api_1k", "rl" for "api api_rl api_rl_redis" (api_rl* run on
+#                         edge only: SKIP lines for nginx and haproxy)
 #   SERVERS="edge nginx haproxy"  haproxy runs only the api cases (skipped, with a SKIP line, for the rest)
+#   EDGE_RL_PORT=8187  EDGE_RL_REDIS_PORT=8188  REDIS_PORT=6390   the rate-limit cases' edges / Redis
+#   REDIS_BIN=/usr/bin/redis-server       Redis (Debian package redis-server; redis-cli from redis-tools)
 #   RUNS=3  DUR=6  WARMUP=1  CONN=64      per-case wrk: WARMUP s unmeasured, then DUR s measured
 #   API_1K_CONN=1000                      api_1k: wrk connections
 #   API_PATH=/api/readings                the api cases' request path (PATH_API of ../shared/anchors/run.sh)
@@ -104,8 +121,10 @@ R=$VAR/rendered
 SERVERS=${SERVERS:-edge nginx}
 TLS_CASES="tls_hs_new tls_hs_resumed tls_hs_new_stime tls_small tls_img"
 API_CASES="api api_1k"
+RL_CASES="api api_rl api_rl_redis"   # issue 7: the limiter off / local / Redis (not in the default CASES)
 CASES=${CASES:-small index spa js_id img js_br js_gz js_br_mem js_gz_mem $TLS_CASES $API_CASES}
-CASES=$(for c in $CASES; do case $c in tls) echo $TLS_CASES ;; proxy) echo $API_CASES ;; *) echo "$c" ;; esac; done | xargs)
+CASES=$(for c in $CASES; do case $c in tls) echo $TLS_CASES ;; proxy) echo $API_CASES ;; rl) echo $RL_CASES ;; *) echo "$c" ;; esac; done |
+        tr ' ' '\n' | awk '!seen[$0]++' | xargs)   # each case once ("proxy rl" names api twice)
 RUNS=${RUNS:-3}; DUR=${DUR:-6}; WARMUP=${WARMUP:-1}; CONN=${CONN:-64}
 API_1K_CONN=${API_1K_CONN:-1000}; API_PATH=${API_PATH:-/api/readings}
 UPSTREAM_PORT=${UPSTREAM_PORT:-9101}; HAPROXY_PORT=${HAPROXY_PORT:-8186}; UPSTREAM_KEEPALIVE=${UPSTREAM_KEEPALIVE:-64}
@@ -113,6 +132,8 @@ NOFILE=${NOFILE:-65536}; PROBE_CONC_SECS=${PROBE_CONC_SECS:-1}
 EDGE_PORT=${EDGE_PORT:-8180}; NGINX_PORT=${NGINX_PORT:-8181}
 EDGE_NOSIB_PORT=${EDGE_NOSIB_PORT:-8182}; NGINX_NOSIB_PORT=${NGINX_NOSIB_PORT:-8183}
 EDGE_TLS_PORT=${EDGE_TLS_PORT:-8184}; NGINX_TLS_PORT=${NGINX_TLS_PORT:-8185}
+EDGE_RL_PORT=${EDGE_RL_PORT:-8187}; EDGE_RL_REDIS_PORT=${EDGE_RL_REDIS_PORT:-8188}; REDIS_PORT=${REDIS_PORT:-6390}
+RL_REQUESTS=1000000000; RL_WINDOW=1h; RL_WINDOW_S=3600   # the rate-limit cases' limit (edge.toml.in; the probe checks q= and w=): never reached
 HS_CONN=${HS_CONN:-1000}; STIME_SECS=${STIME_SECS:-5}; NGINX_TLS_SUITES=${NGINX_TLS_SUITES:-}
 VARIANT_WAIT=${VARIANT_WAIT:-30}
 SERVER_CPU=${SERVER_CPU:-0}; LOADGEN_CPU=${LOADGEN_CPU-1}
@@ -126,6 +147,7 @@ EDGE_BIN=${EDGE_BIN:-build/edge}
 case $EDGE_BIN in /*) ;; *) EDGE_BIN=$REPO/$EDGE_BIN ;; esac
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
+REDIS_BIN=${REDIS_BIN:-/usr/bin/redis-server}
 
 say() { echo "bench: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -138,15 +160,20 @@ any_mem_case() { local c; for c in $CASES; do is_mem_case "$c" && return 0; done
 is_tls_case() { case $1 in tls_*) return 0 ;; *) return 1 ;; esac; }
 any_tls_case() { local c; for c in $CASES; do is_tls_case "$c" && return 0; done; return 1; }
 # api cases go through the proxy route to the fast upstream (UPSTREAM_PORT); haproxy runs only these.
-is_api_case() { case $1 in api|api_1k) return 0 ;; *) return 1 ;; esac; }
+is_api_case() { case $1 in api|api_1k|api_rl|api_rl_redis) return 0 ;; *) return 1 ;; esac; }
 any_api_case() { local c; for c in $CASES; do is_api_case "$c" && return 0; done; return 1; }
+# the api cases all three proxies run (haproxy is started only for these)
+any_proxy_case() { local c; for c in $CASES; do case $c in api|api_1k) return 0 ;; esac; done; return 1; }
+# rate-limit cases (issue 7): edge only, each on its own edge process (edge_rl / edge_rl_redis)
+is_rl_case() { case $1 in api_rl|api_rl_redis) return 0 ;; *) return 1 ;; esac; }
 conn_of() { if [ "$1" = api_1k ]; then echo "$API_1K_CONN"; else echo "$CONN"; fi; }   # wrk -c of a case
 anchor_case() { # the case name ../shared/anchors/run.sh knows (js_br_mem -> js_br, tls_small -> small, api_1k -> api)
-  case $1 in tls_hs_new) echo hs_new ;; tls_*) echo "${1#tls_}" ;; api_1k) echo api ;; *) echo "${1%_mem}" ;; esac
+  case $1 in tls_hs_new) echo hs_new ;; tls_*) echo "${1#tls_}" ;; api_*) echo api ;; *) echo "${1%_mem}" ;; esac
 }
 skip_reason() { # skip_reason SERVER CASE -> why this server does not run this case (empty: it runs it)
   # nginx has no on-the-fly brotli in Debian 12 (libnginx-mod-http-brotli-static is the static half only)
   if [ "$1" = nginx ] && [ "$2" = js_br_mem ]; then echo "Debian's_nginx_has_no_on-the-fly_brotli"
+  elif [ "$1" != edge ] && is_rl_case "$2"; then echo "edge's_rate_limit_(issue_7):_edge_only"
   elif [ "$1" = haproxy ] && ! is_api_case "$2"; then echo "haproxy_is_a_proxy_only_(api_cases)"; fi
 }
 skipped() { [ -n "$(skip_reason "$1" "$2")" ]; }
@@ -161,7 +188,7 @@ brotli_mod() { # path of Debian's brotli_static nginx module, or nothing
 
 # ---------------------------------------------------------------- preconditions
 for s in $SERVERS; do case $s in edge|nginx|haproxy) ;; *) die "unknown server '$s' in SERVERS (edge, nginx, haproxy)";; esac; done
-has haproxy && ! any_api_case && say "haproxy runs only the api cases (CASES has none): it is not started"
+has haproxy && ! any_proxy_case && say "haproxy runs only the api cases api/api_1k (CASES has none): it is not started"
 case $API_1K_CONN in ''|*[!0-9]*|0) die "API_1K_CONN must be a positive number";; esac
 if has edge && [ ! -x "$EDGE_BIN" ]; then
   die "edge binary not found at $EDGE_BIN — build it first (cmake) or set EDGE_BIN=/path/to/edge; SERVERS=nginx runs the nginx half alone"
@@ -172,7 +199,9 @@ case $SERVER_CPU in ''|*[!0-9]*) die "SERVER_CPU must be a CPU number";; esac
 # Tools. Debian package names; installing is allowed but must not leave a system nginx running.
 need_pkgs=()
 { has nginx || any_api_case; } && [ ! -x "$NGINX_BIN" ] && need_pkgs+=(nginx)   # the api cases' upstream is nginx too
-has haproxy && any_api_case && [ ! -x "$HAPROXY_BIN" ] && need_pkgs+=(haproxy)
+has haproxy && any_proxy_case && [ ! -x "$HAPROXY_BIN" ] && need_pkgs+=(haproxy)
+has edge && has_case api_rl_redis && { [ ! -x "$REDIS_BIN" ] || ! command -v redis-cli >/dev/null; } &&
+  need_pkgs+=(redis-server)   # pulls redis-tools (redis-cli)
 has nginx && has_case js_br && [ -z "$(brotli_mod)" ] && need_pkgs+=(libnginx-mod-http-brotli-static)   # brotli_static
 command -v wrk >/dev/null || need_pkgs+=(wrk)
 command -v curl >/dev/null || need_pkgs+=(curl)
@@ -186,6 +215,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   [ "$(id -u)" = 0 ] || die "missing: ${need_pkgs[*]} — run: sudo apt-get install -y ${need_pkgs[*]}"
   say "installing ${need_pkgs[*]}"
   sys_pid_before=$(cat /run/nginx.pid 2>/dev/null || true); sys_hap_before=$(cat /run/haproxy.pid 2>/dev/null || true)
+  sys_redis_before=$(cat /run/redis/redis-server.pid 2>/dev/null || true)
   DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
     "${need_pkgs[@]}" >"$VAR/apt.log" 2>&1 || { tail -20 "$VAR/apt.log" >&2; die "apt-get install failed (log: $VAR/apt.log)"; }
   # The Debian package may start its own nginx on :80 (when no policy-rc.d forbids it).
@@ -209,8 +239,20 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
       kill -TERM "$sys_pid" 2>/dev/null || true
     fi
   fi
+  # And for redis-server (its service listens on 127.0.0.1:6379; the bench's Redis is our own on REDIS_PORT).
+  sys_pid=$(cat /run/redis/redis-server.pid 2>/dev/null || true)
+  if [ -n "$sys_pid" ] && [ "$sys_pid" != "$sys_redis_before" ] && kill -0 "$sys_pid" 2>/dev/null; then
+    say "the redis-server package started a system redis (pid $sys_pid, :6379); stopping it"
+    if command -v systemctl >/dev/null && systemctl is-active --quiet redis-server 2>/dev/null; then
+      systemctl stop redis-server; systemctl disable redis-server >/dev/null 2>&1 || true
+    else
+      kill -TERM "$sys_pid" 2>/dev/null || true
+    fi
+  fi
 fi
-has haproxy && any_api_case && { [ -x "$HAPROXY_BIN" ] || die "haproxy still missing ($HAPROXY_BIN)"; }
+has haproxy && any_proxy_case && { [ -x "$HAPROXY_BIN" ] || die "haproxy still missing ($HAPROXY_BIN)"; }
+has edge && has_case api_rl_redis && { [ -x "$REDIS_BIN" ] && command -v redis-cli >/dev/null ||
+  die "redis-server ($REDIS_BIN) or redis-cli still missing (Debian packages redis-server, redis-tools)"; }
 any_api_case && { [ -x "$NGINX_BIN" ] || die "nginx (the api cases' upstream) still missing ($NGINX_BIN)"; }
 for t in wrk curl brotli gzip taskset python3; do command -v $t >/dev/null || die "$t still missing"; done
 BROTLI_MOD=$(brotli_mod)
@@ -286,22 +328,31 @@ wait_quiet() { # wait (up to QUIET_WAIT s) until other processes use at most QUI
 declare -A PID PORT
 PORT[edge]=$EDGE_PORT; PORT[nginx]=$NGINX_PORT; PORT[edge_nosib]=$EDGE_NOSIB_PORT
 PORT[haproxy]=$HAPROXY_PORT; PORT[upstream]=$UPSTREAM_PORT
+PORT[edge_rl]=$EDGE_RL_PORT; PORT[edge_rl_redis]=$EDGE_RL_REDIS_PORT; PORT[redis]=$REDIS_PORT
 # Processes started here: the servers, plus a second edge (edge_nosib, the no-sibling site) when a
 # js_*_mem case is asked for. nginx serves both sites from one process (two server blocks).
 # haproxy only when an api case is asked for; then also the fast upstream (an nginx on the load CPU),
 # listed first so it is up before the proxies and stopped with them.
+# The rate-limit cases add an edge per limiter (edge_rl: memory store, edge_rl_redis: Redis store) and,
+# for the Redis one, a redis-server on the load CPU (listed last: stopped after the edge that uses it).
 INSTANCES=""
 any_api_case && INSTANCES="upstream"
 for s in $SERVERS; do
-  [ "$s" = haproxy ] && ! any_api_case && continue
+  [ "$s" = haproxy ] && ! any_proxy_case && continue
   INSTANCES="$INSTANCES $s"
   [ "$s" = edge ] && any_mem_case && INSTANCES="$INSTANCES edge_nosib"
+  [ "$s" = edge ] && has_case api_rl && INSTANCES="$INSTANCES edge_rl"
+  [ "$s" = edge ] && has_case api_rl_redis && INSTANCES="$INSTANCES edge_rl_redis"
 done
+case " $INSTANCES " in *" edge_rl_redis "*) INSTANCES="$INSTANCES redis" ;; esac
 inst_of() { # inst_of SERVER CASE -> the process instance that serves this case
-  if [ "$1" = edge ] && is_mem_case "$2"; then echo edge_nosib; else echo "$1"; fi
+  if [ "$1" = edge ] && is_mem_case "$2"; then echo edge_nosib
+  elif [ "$1" = edge ] && is_rl_case "$2"; then echo "$2" | sed 's/^api_/edge_/'   # api_rl -> edge_rl, api_rl_redis -> edge_rl_redis
+  else echo "$1"; fi
 }
 port_of() { # port_of SERVER CASE (the api cases use each server's main port; haproxy has only HAPROXY_PORT)
   if [ "$1" = haproxy ]; then echo "$HAPROXY_PORT"
+  elif is_rl_case "$2"; then echo "${PORT[$(inst_of "$1" "$2")]}"
   elif is_tls_case "$2"; then [ "$1" = edge ] && echo "$EDGE_TLS_PORT" || echo "$NGINX_TLS_PORT"
   elif is_mem_case "$2"; then [ "$1" = edge ] && echo "$EDGE_NOSIB_PORT" || echo "$NGINX_NOSIB_PORT"
   else echo "${PORT[$1]}"; fi
@@ -427,16 +478,24 @@ if [ -n "$NGINX_TLS_SUITES" ]; then
 else
   NGINX_TLS_EXTRA="        ssl_prefer_server_ciphers off;   # the client's TLS 1.3 suite order, as in the anchors"
 fi
-render_edge() { # render_edge OUT PORT ROOT [tls] [api]
-  local tls=(-e '/^__TLS__/d') api=(-e '/^__API__/d') f
-  for f in "${@:4}"; do case $f in tls) tls=("${TLS_SED[@]}") ;; api) api=("${API_SED[@]}") ;; esac; done
-  sed "${tls[@]}" "${api[@]}" -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$2#g" -e "s#__ROOT__#$(esc "$3")#g" \
+render_edge() { # render_edge OUT PORT ROOT [tls] [api] [rl=STORE] [rlr]
+  # rl=STORE keeps the __RL__ lines (the /api/ route's rate_limit and [rate_limit] store = STORE),
+  # rlr also the __RLR__ ones (on_store_error = "deny" for the Redis store)
+  local tls=(-e '/^__TLS__/d') api=(-e '/^__API__/d') rl=(-e '/^__RL__/d') rlr=(-e '/^__RLR__/d') store="" f
+  for f in "${@:4}"; do case $f in tls) tls=("${TLS_SED[@]}") ;; api) api=("${API_SED[@]}") ;;
+    rl=*) rl=(-e 's/^__RL__//'); store=${f#rl=} ;; rlr) rlr=(-e 's/^__RLR__//') ;; esac; done
+  sed "${tls[@]}" "${api[@]}" "${rl[@]}" "${rlr[@]}" -e "s#__RL_STORE__#$(esc "$store")#g" \
+      -e "s#__RL_REQUESTS__#$RL_REQUESTS#g" -e "s#__RL_WINDOW__#$RL_WINDOW#g" \
+      -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$2#g" -e "s#__ROOT__#$(esc "$3")#g" \
       -e "s#__TLS_PORT__#$EDGE_TLS_PORT#g" -e "s#__CERT__#../certs/ecdsa.crt#g" -e "s#__KEY__#../certs/ecdsa.key#g" \
       -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" -e "s#__UPSTREAM_KEEPALIVE__#$UPSTREAM_KEEPALIVE#g" \
       -e "s#__HEADERS__#$(esc "$EDGE_HEADERS")#g" "$BENCH/conf/edge.toml.in" > "$1"
 }
 render_edge "$R/edge.toml" "$EDGE_PORT" ../site tls api
 render_edge "$R/edge-nosib.toml" "$EDGE_NOSIB_PORT" ../site-nosib
+# The rate-limit cases: edge.toml's /api/ route (and static site) plus the limiter, one file per store.
+render_edge "$R/edge-rl.toml" "$EDGE_RL_PORT" ../site api rl=memory
+render_edge "$R/edge-rl-redis.toml" "$EDGE_RL_REDIS_PORT" ../site api rl=redis://127.0.0.1:$REDIS_PORT rlr
 sed "${TLS_SED[@]}" "${API_SED[@]}" -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" -e "s#__UPSTREAM_KEEPALIVE__#$UPSTREAM_KEEPALIVE#g" \
     -e "s#__TLS_PORT__#$NGINX_TLS_PORT#g" -e "s#__CERT__#$(esc "$CERT")#g" -e "s#__KEY__#$(esc "$CERT_KEY")#g" \
     -e "s#__NGINX_TLS_EXTRA__#$(esc "$NGINX_TLS_EXTRA")#g" \
@@ -469,14 +528,31 @@ if any_api_case; then
       "$BENCH/conf/haproxy.cfg.in" > "$R/haproxy.cfg"
   "$NGINX_BIN" -t -q -p "$VAR" -e "$VAR/log/upstream.error.log" -c "$R/nginx-upstream.conf" 2>"$VAR/log/upstream.check" ||
     { cat "$VAR/log/upstream.check" >&2; die "nginx -t rejected $R/nginx-upstream.conf"; }
-  if has haproxy; then
+  if has haproxy && any_proxy_case; then
     "$HAPROXY_BIN" -c -q -f "$R/haproxy.cfg" >"$VAR/log/haproxy.check" 2>&1 ||
       { cat "$VAR/log/haproxy.check" >&2; die "haproxy -c rejected $R/haproxy.cfg"; }
   fi
 fi
 
+# The api_rl_redis case's Redis: Debian's redis-server, on 127.0.0.1:REDIS_PORT, no persistence (the
+# brief's `redis-server --port P --bind 127.0.0.1 --save "" --appendonly no`, as a file so that its
+# command line names a config rendered here, which is how a PID left by an interrupted run is known to
+# be ours: hence also set-proc-title no).
+cat > "$R/redis.conf" <<REDIS
+# rendered by bench/run.sh: the api_rl_redis case's rate-limit store (pinned to the load CPU)
+port $REDIS_PORT
+bind 127.0.0.1
+save ""
+appendonly no
+daemonize no
+set-proc-title no
+logfile ""
+dir $VAR/run
+REDIS
+
 if has edge; then
-  for f in edge edge-nosib; do
+  rl_confs=""; has_case api_rl && rl_confs+=" edge-rl"; has_case api_rl_redis && rl_confs+=" edge-rl-redis"
+  for f in edge edge-nosib $rl_confs; do
     "$EDGE_BIN" --check --config "$R/$f.toml" >"$VAR/log/$f.check" 2>&1 ||
       { cat "$VAR/log/$f.check" >&2; die "edge --check rejected $R/$f.toml"; }
   done
@@ -496,9 +572,15 @@ if any_tls_case; then for s in $SERVERS; do
 done; fi
 case " $INSTANCES " in *" upstream "*)   # the fast upstream of the api cases: on the LOAD CPU, with wrk
   start_server_on "$LOADGEN_CPU" upstream "$NGINX_BIN" -p "$VAR" -e "$VAR/log/upstream.error.log" -c "$R/nginx-upstream.conf" || exit 1 ;; esac
+case " $INSTANCES " in *" redis "*)   # the api_rl_redis case's store: on the LOAD CPU too, before its edge
+  start_server_on "$LOADGEN_CPU" redis "$REDIS_BIN" "$R/redis.conf" || exit 1 ;; esac
 if has edge; then start_server edge "$EDGE_BIN" --config "$R/edge.toml" || exit 1; fi
 case " $INSTANCES " in *" edge_nosib "*)
   start_server edge_nosib "$EDGE_BIN" --config "$R/edge-nosib.toml" || exit 1 ;; esac
+case " $INSTANCES " in *" edge_rl "*)
+  start_server edge_rl "$EDGE_BIN" --config "$R/edge-rl.toml" || exit 1 ;; esac
+case " $INSTANCES " in *" edge_rl_redis "*)
+  start_server edge_rl_redis "$EDGE_BIN" --config "$R/edge-rl-redis.toml" || exit 1 ;; esac
 if has nginx; then
   start_server nginx "$NGINX_BIN" -p "$VAR" -e "$VAR/log/nginx.error.log" -c "$R/nginx.conf" || exit 1
   if any_mem_case; then
@@ -526,7 +608,8 @@ if any_api_case; then
 fi
 label_of() { # RESULT/PROBE label of a server; MEM label of an instance
   case $1 in edge) echo "$EDGE_LABEL" ;; edge_nosib) echo "$EDGE_LABEL-nosib" ;; haproxy) echo "$HAPROXY_LABEL" ;;
-             upstream) echo upstream ;; *) echo "$NGINX_LABEL" ;; esac
+             edge_rl) echo "$EDGE_LABEL-rl" ;; edge_rl_redis) echo "$EDGE_LABEL-rl-redis" ;;
+             upstream) echo upstream ;; redis) echo redis ;; *) echo "$NGINX_LABEL" ;; esac
 }
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
@@ -538,7 +621,10 @@ RAW=$VAR/results/raw-$STAMP.txt
   has nginx && echo "# nginx: $("$NGINX_BIN" -v 2>&1 | head -1)${BROTLI_MOD:+ + $(dpkg-query -W -f '${Package} ${Version}' libnginx-mod-http-brotli-static 2>/dev/null)}"
   if any_api_case; then
     echo "# api: GET $API_PATH; upstream nginx :$UPSTREAM_PORT on cpu ${LOADGEN_CPU:-any} ($R/nginx-upstream.conf, answers ${UP_CHECK:-nothing} B directly); upstream keepalive edge/nginx $UPSTREAM_KEEPALIVE; api CONN=$CONN api_1k CONN=$API_1K_CONN; open files $NOFILE_NOW (hard $(ulimit -Hn))"
-    has haproxy && echo "# haproxy: $("$HAPROXY_BIN" -v 2>&1 | head -1) ($(dpkg-query -W -f '${Package} ${Version}' haproxy 2>/dev/null))"
+    has haproxy && any_proxy_case && echo "# haproxy: $("$HAPROXY_BIN" -v 2>&1 | head -1) ($(dpkg-query -W -f '${Package} ${Version}' haproxy 2>/dev/null))"
+    case " $INSTANCES " in *" edge_rl"*)
+      echo "# rate limit: /api/ rate_limit = { requests = $RL_REQUESTS, window = \"$RL_WINDOW\" }; api_rl: edge_rl :$EDGE_RL_PORT store memory$(
+        case " $INSTANCES " in *" redis "*) echo "; api_rl_redis: edge_rl_redis :$EDGE_RL_REDIS_PORT store redis://127.0.0.1:$REDIS_PORT ($("$REDIS_BIN" --version | cut -d' ' -f3), cpu ${LOADGEN_CPU:-any})" ;; esac)" ;; esac
   fi
   if any_tls_case; then
     echo "# tls: cert $CERT (ECDSA P-256, sha256 $CERT_FP) on edge :$EDGE_TLS_PORT and nginx :$NGINX_TLS_PORT; $(openssl version); $(h2load --version 2>/dev/null | head -1); nginx TLS 1.3 suites: ${NGINX_TLS_SUITES:-client order (default)}; HS_CONN=$HS_CONN STIME_SECS=$STIME_SECS"
@@ -555,7 +641,7 @@ case_path() {
     small) echo /assets/small-D1kP3xWa.svg ;; index) echo /index.html ;; root) echo / ;;
     spa) echo /readings/123 ;; js_id|js_br|js_gz|js_br_mem|js_gz_mem) echo "/$JS" ;;
     css_br) echo /assets/index-B4mZ9kQe.css ;; img) echo /assets/hero-Bx8nR2Tq.jpg ;;
-    api|api_1k) echo "$API_PATH" ;;
+    api|api_1k|api_rl|api_rl_redis) echo "$API_PATH" ;;
     *) echo "" ;;
   esac
 }
@@ -575,11 +661,17 @@ case_want() { # case_want CASE -> sets WSIZE (empty = any), WENC (Accept-Encodin
     js_gz_mem) WENC=gzip; WFILE=$SITE/$JS ;;
     css_br) WSIZE=$(stat -c %s "$SITE/assets/index-B4mZ9kQe.css.br"); WENC=br; WFILE=$SITE/assets/index-B4mZ9kQe.css ;;
     # through the proxy: the upstream's own answer byte for byte (291 B JSON), no Cache-Control required
-    api|api_1k) WSIZE=$(stat -c %s "$UPSTREAM_BODY"); WFILE=$UPSTREAM_BODY; WCC=""; WCT=application/json ;;
+    api|api_1k|api_rl|api_rl_redis) WSIZE=$(stat -c %s "$UPSTREAM_BODY"); WFILE=$UPSTREAM_BODY; WCC=""; WCT=application/json ;;
     *) WCC="" ;;
   esac
 }
 hdr_val() { tr -d '\r' < "$1" | awk -v n="$2" -F': *' 'tolower($1)==n{sub(/^[^:]*: */,""); print}' | paste -sd'|'; }
+# Rate-limit decisions Redis has taken (the api_rl_redis store): calls of EVALSHA (+ EVAL, the script's
+# first load) in INFO commandstats; empty when Redis does not answer.
+redis_calls() {
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info commandstats 2>/dev/null | tr -d '\r' |
+    awk -F'[:=,]' '/^cmdstat_(evalsha|eval):/{n += $3; ok = 1} /^# Commandstats/{ok = 1} END{if (ok) print n + 0}'
+}
 decode() { case $1 in br) brotli -d -c ;; gzip) gzip -d -c ;; *) cat ;; esac; }
 
 # Edge compresses a file without siblings once, in the background; until then it answers with the
@@ -635,6 +727,30 @@ probe_case() { # probe_case SERVER CASE -> PROBE line; sets BAD=1 on a mismatch
   if [ -n "$WCT" ]; then
     ct=$(hdr_val "$h" content-type); extra+=" ctype=${ct// /}"
     case $ct in "$WCT"|"$WCT;"*) ;; *) problems+=("Content-Type '$ct' (want $WCT)") ;; esac
+  fi
+  if is_api_case "$c"; then
+    # issue 7: the limited routes answer with RateLimit-Policy / RateLimit (edge's default `headers =
+    # true`) naming the bench's limit; the unlimited /api/ (every proxy) sends neither.
+    local rlp rl c0 c1
+    rlp=$(hdr_val "$h" ratelimit-policy); rl=$(hdr_val "$h" ratelimit)
+    if is_rl_case "$c"; then
+      case $rlp in *";q=$RL_REQUESTS;w=$RL_WINDOW_S"|*";q=$RL_REQUESTS;w=$RL_WINDOW_S;"*) ;;
+        *) problems+=("RateLimit-Policy '$rlp' (want …;q=$RL_REQUESTS;w=$RL_WINDOW_S)") ;; esac
+      case $rl in *";r="*";t="*) ;; *) problems+=("RateLimit '$rl' (want …;r=…;t=…)") ;; esac
+    else
+      [ -z "$rlp$rl" ] || problems+=("RateLimit headers on an unlimited route ('$rlp' / '$rl')")
+    fi
+    rlp=${rlp// /}; rl=${rl// /}
+    extra+=" ratelimit_policy=${rlp:--} ratelimit=${rl:--}"; extra=${extra//\"/}
+    if [ "$c" = api_rl_redis ]; then
+      # the decision must come from Redis: its EVALSHA count grows by one per request
+      c0=$(redis_calls)
+      curl -s --http1.1 --max-time 10 -o /dev/null "http://127.0.0.1:$port$path"
+      c1=$(redis_calls)
+      if [ -z "$c0" ] || [ -z "$c1" ]; then problems+=("redis-cli -p $REDIS_PORT got no INFO commandstats")
+      elif [ "$c1" -le "$c0" ]; then problems+=("Redis took no rate-limit call for a request (EVALSHA calls $c0 -> $c1)"); fi
+      extra+=" redis_calls_per_req=$(( ${c1:-0} - ${c0:-0} ))"
+    fi
   fi
   if [ "$c" = api_1k ] && [ "$PROBE_CONC_SECS" != 0 ]; then
     # api_1k: the case's own wrk (-c API_1K_CONN, --timeout 5s as in run.sh) for PROBE_CONC_SECS s,
@@ -816,17 +932,20 @@ tls_run() {
 CLK=$(getconf CLK_TCK)
 
 measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) appended to RAW
-  local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0 inst port ac
+  local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0 inst port ac rc0 rc1 rextra
   inst=$(inst_of "$s" "$c"); port=$(port_of "$s" "$c"); ac=$(anchor_case "$c")
   for try in $(seq 0 "$BUILD_RETRIES"); do
     wait_no_build
     kill -0 "${PID[$inst]}" 2>/dev/null || { say "$inst (pid ${PID[$inst]}) has died; see $VAR/log/$inst.out"; tail -5 "$VAR/log/$inst.out" >&2; exit 1; }
     if is_api_case "$c"; then kill -0 "${PID[upstream]}" 2>/dev/null ||
       { say "the upstream (pid ${PID[upstream]}) has died; see $VAR/log/upstream.error.log"; exit 1; }; fi
+    if [ "$c" = api_rl_redis ]; then kill -0 "${PID[redis]}" 2>/dev/null ||
+      { say "redis (pid ${PID[redis]}) has died; see $VAR/log/redis.out"; exit 1; }; fi
     wait_quiet
     rm -f "$flag"
     ( while :; do build_busy && : > "$flag"; sleep 1; done ) & sampler=$!; SAMPLER=$sampler
     l0=$(cut -d' ' -f1 /proc/loadavg)
+    rextra=""; [ "$c" = api_rl_redis ] && rc0=$(redis_calls)
     # run.sh knows js_br/js_gz; a js_*_mem case is the same request to the no-sibling site's port
     if is_tls_case "$c"; then
       out=$(tls_run "$s" "$c" "$run" "$port")
@@ -837,11 +956,14 @@ measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) ap
             timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:$port" "$(label_of "$s")" | sed "s/ case=$ac / case=$c /")
     fi
     kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null; SAMPLER=""
+    # Redis's rate-limit calls over warm-up + measurement (>= the measured reqs when every request
+    # was decided by Redis)
+    [ "$c" = api_rl_redis ] && { rc1=$(redis_calls); rextra=" redis_calls=$(( ${rc1:-0} - ${rc0:-0} ))"; }
     [ -n "$out" ] || out="RESULT label=$(label_of "$s") case=$c run=$run rps=0 error=run_sh_failed"
     if [ -e "$flag" ] && [ "$try" -lt "$BUILD_RETRIES" ]; then
       say "a build ran during $s $c (run $run); discarding and repeating"; continue
     fi
-    echo "$out load1=$l0 pre_busy=${PRE_BUSY}% build_overlap=$([ -e "$flag" ] && echo 1 || echo 0)" | tee -a "$RAW"
+    echo "$out$rextra load1=$l0 pre_busy=${PRE_BUSY}% build_overlap=$([ -e "$flag" ] && echo 1 || echo 0)" | tee -a "$RAW"
     rm -f "$flag"; return 0
   done
 }

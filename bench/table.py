@@ -15,6 +15,10 @@ The tls_* cases get a table of their own (issue 4): which tool measured what, CP
 the goals, TLS version/cipher/ALPN and the resumption count.
 The api cases (issue 5: GET /api/… through each proxy to a fast upstream) get a table of their own with
 edge, nginx and HAProxy side by side, and the goal check (edge ≤ 30 µs/req, p99 no worse than HAProxy).
+The rate-limit cases (issue 7: the same /api/ request through edge with a limit that never refuses, local
+counters or Redis) get a small table "Rate limiting (issue 7)": req/s and CPU µs/req of api (off),
+api_rl (local) and api_rl_redis, each as a ratio to off, and the goals (local costs < 3 % of the
+throughput, Redis keeps ≥ 70 %).
 """
 import argparse, re, statistics
 from collections import OrderedDict
@@ -27,6 +31,7 @@ ap.add_argument("raw", nargs="+")
 a = ap.parse_args()
 E, N, H = a.edge, a.nginx, a.haproxy
 API = ("api", "api_1k")    # reverse-proxy cases: their own table (three servers)
+RL = ("api_rl", "api_rl_redis")   # rate-limit cases (edge only): their own table, with api as "off"
 
 res = OrderedDict()      # case -> label -> [kv]
 probe, mem, memidle, skip, variant = {}, OrderedDict(), OrderedDict(), {}, []
@@ -111,11 +116,11 @@ NOTES = {  # what a case measures (printed under the table when present)
     "js_gz_mem": "site without siblings, gzip: edge's own variant (level 9, once) vs nginx on-the-fly gzip level 6 (every request)",
 }
 
-if any(not c.startswith("tls_") and c not in API for c in res):
+if any(not c.startswith("tls_") and c not in API and c not in RL for c in res):
     print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status enc size) | others' load before, edge / nginx | n |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|")
 for case, by in res.items():
-    if case.startswith("tls_") or case in API:
+    if case.startswith("tls_") or case in API or case in RL:
         continue
     e, n = stats(by.get(E, [])), stats(by.get(N, []))
     g = lambda s, k, spec: fmt(s[k], spec) if s else "–"
@@ -286,6 +291,72 @@ if acases:
         print("Goal (issue 5): ≤ 30 µs/req and p99 no worse than HAProxy (medians): %s." % "; ".join(goals))
     print("- p99 is only comparable when every proxy's `srv CPU` is near 100 % (otherwise wrk or the upstream, "
           "both on the load CPU, was the limit and their queueing shows up as latency).")
+
+# Rate limiting (issue 7): edge's /api/ with the limiter off (api), local counters (api_rl) and Redis
+# (api_rl_redis); same request, route, headers and upstream, one edge process per store.
+if any(c in res for c in RL):
+    rows = [("off", "api"), ("local (memory)", "api_rl"), ("Redis", "api_rl_redis")]
+    st = {c: stats(res.get(c, {}).get(E, [])) for _, c in rows}
+    off = st["api"]
+    ok = lambda v: v == v
+    rr = lambda s, k: (s[k] / off[k]) if s and off and ok(s[k]) and ok(off[k]) and off[k] else float("nan")
+    # at full server CPU edge's throughput is 1 / (CPU per request): off µs / case µs
+    cpu_tp = lambda s: (off["us"] / s["us"]) if s and off and ok(s["us"]) and ok(off["us"]) and s["us"] else float("nan")
+
+    def rl_check(case, s):
+        c = check(E, case, s)
+        p = probe.get((E, case), {})
+        if p:
+            has = p.get("ratelimit", "-") != "-"     # the probe checked: present when limited, absent when off
+            c += (" RateLimit ✓" if has else " no RateLimit") if p.get("result") == "ok" else ""
+        if case == "api_rl_redis" and s:
+            rs = res[case][E]
+            calls = [num(r.get("redis_calls")) for r in rs]
+            reqs = sum(num(r.get("reqs", 0)) for r in rs)
+            if all(ok(x) for x in calls) and calls:
+                c += " Redis calls %s %s requests" % (format(int(sum(calls)), ","), "≥" if sum(calls) >= reqs else "**<**")
+        return c
+
+    print()
+    print("Rate limiting (issue 7): edge, GET /api/… → fast upstream, wrk -c%s, `rate_limit = { requests = 1000000000, "
+          "window = \"1h\" }` (never refuses) on the limited routes; median of the runs (min–max):" %
+          next((r.get("conns", "?") for _, c in rows for r in res.get(c, {}).get(E, [])), "?"))
+    print()
+    print("| limiter | case | req/s | req/s vs off | CPU µs/req | CPU µs vs off | throughput at full CPU vs off | p99 ms | srv CPU | check (status size headers) | others' load before | n |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+    for name, case in rows:
+        s = st[case]
+        if s is None:
+            print("| %s | %s | – | – | – | – | – | – | – | %s | – | 0 |" % (name, case, skip.get((E, case), "not run")))
+            continue
+        print("| %s | %s | %s | %s | **%s** (%s–%s) | %s | %s | %s | %s%% | %s | %s%% | %d |" % (
+            name, case, fmt(s["rps"], ".0f"), fmt(rr(s, "rps"), ".3f"),
+            fmt(s["us"], ".1f"), fmt(s["us_lo"], ".1f"), fmt(s["us_hi"], ".1f"), fmt(rr(s, "us"), ".3f"),
+            fmt(cpu_tp(s), ".3f"), fmt(s["p99"], ".2f"), fmt(s["srv"], ".0f"), rl_check(case, s),
+            fmt(s["pre"], ".0f"), s["n"]))
+    print()
+    goals = []
+    # local: costs < 3 % (ratio > 0.97); Redis: keeps >= 70 % (ratio >= 0.70)
+    for name, case, met, what in (("local", "api_rl", lambda v: v > 0.97, "costs < 3 %"),
+                                  ("Redis", "api_rl_redis", lambda v: v >= 0.70, "keeps ≥ 70 %")):
+        s = st[case]
+        if not (s and off):
+            continue
+        a, b = rr(s, "rps"), cpu_tp(s)
+        mark = lambda v: ("✓" if met(v) else "✗") if ok(v) else "?"
+        goals.append("%s %s of the throughput: req/s ×%s %s, at full CPU ×%s %s" % (
+            name, what, fmt(a, ".3f"), mark(a), fmt(b, ".3f"), mark(b)))
+    if goals:
+        print("Goals (issue 7, against off in the same sitting): %s." % "; ".join(goals))
+    print("- req/s is wrk's; with `srv CPU` under 100 % the load CPU (wrk, the upstream, and Redis for api_rl_redis) "
+          "was the limit, so the req/s ratio hides edge's cost (local) or adds Redis's to it (Redis). "
+          "\"at full CPU\" = off µs ÷ case µs: edge's throughput ratio when its own CPU is the bottleneck "
+          "(Redis's CPU is not in edge's µs).")
+    for name, case in rows:
+        rs = res.get(case, {}).get(E, [])
+        if rs:
+            print("- `%s` per run, req/s (µs/req): %s" % (case, ", ".join(
+                "%s (%s)" % (fmt(num(r.get("rps")), ".0f"), fmt(us_per_req(r), ".1f")) for r in rs)))
 
 if mem or memidle:
     print()
