@@ -642,7 +642,7 @@ class RateLimitRedis(unittest.TestCase, RateLimitMixin):
         return [ln for ln in self.edges[edge].stderr_lines
                 if all(n in ln.lower() for n in needles)]
 
-    # -- the tests, in this order: 1 leaves Redis up, 2 kills and restarts it -----------------------
+    # -- the tests, in this order: 1 leaves Redis up, 2 kills and restarts it, 3 hangs it (SIGSTOP) ---
     def test_1_two_edges_one_limit(self):
         ip = fresh_ip()
         seen0 = len(self.up.log())
@@ -719,6 +719,44 @@ class RateLimitRedis(unittest.TestCase, RateLimitMixin):
             time.sleep(0.1)
         self.assertTrue(self.back_logged("A"), "no 'back' line after the outage in edge A's log:\n"
                         + self.edges["A"].stderr_text()[-2000:])
+        self.assert_all_running()
+
+    def test_3_redis_hung(self):
+        # Redis alive but not answering (SIGSTOP: the kernel still completes TCP handshakes):
+        # detected once, requests go on local counters without stalling again and again, and the
+        # store is not taken back before it really answers.
+        def downs():
+            return len(self.lines("A", "rate limit store", "unreachable"))
+
+        downs0 = downs()
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            t_stop = time.monotonic()
+            slow, n = [], 0
+            while time.monotonic() - t_stop < 5.0:
+                n += 1
+                t0 = time.monotonic()
+                r = et.raw_one(self.edges["A"].port,
+                               et.request("/api/json", headers=xff(f"198.18.{n // 250}.{n % 250 + 1}")), timeout=5)
+                took = time.monotonic() - t0
+                self.assertEqual(r.status, 200, r)
+                if took > 0.5:
+                    slow.append((round(t0 - t_stop, 2), round(took, 2)))
+                time.sleep(0.05)
+            self.assertTrue(slow, "a request sent to a hung Redis should wait for the 1 s bound once")
+            first_slow = slow[0]
+            self.assertLessEqual(first_slow[1], 2.0, f"the hung store held a request {first_slow[1]} s")
+            self.assertEqual(slow[1:], [], f"requests stalled again while Redis stayed hung (at s, took s): {slow}")
+            after = self.edges["A"].stderr_lines
+            self.assertEqual(downs() - downs0, 1, "a hung Redis must be logged once per outage:\n"
+                             + "\n".join(ln for ln in after if "rate limit store" in ln))
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 5
+        while not self.shared_now():
+            if time.monotonic() > deadline:
+                self.fail("sharing did not resume within 5 s of Redis answering again")
+            time.sleep(0.3)
         self.assert_all_running()
 
     def back_logged(self, edge):
