@@ -314,6 +314,10 @@ class RateLimitLocal(RLCase):
         self.assertEqual(statuses("2001:db8:0:ff:1:2:3:4", 1), [429], "still 2001:db8:0::/56")
         self.assertEqual(statuses("2001:db8:0:100::1", 3), [200, 200, 429], "2001:db8:0:100::/56 is another")
         self.assertEqual(statuses("2001:db8:1::1", 2), [200, 200], "another /56")
+        # IPv4-mapped IPv6 (as Node proxies write it) is the IPv4 client, not one shared ::/56
+        self.assertEqual(statuses("::ffff:203.0.113.220", 3), [200, 200, 429])
+        self.assertEqual(statuses("203.0.113.220", 1), [429], "::ffff:203.0.113.220 is 203.0.113.220")
+        self.assertEqual(statuses("::ffff:203.0.113.221", 1), [200], "all IPv4-mapped clients in one budget")
 
     # -- 6. allowlist ----------------------------------------------------------------------------
     def test_allowlist(self):
