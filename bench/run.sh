@@ -50,7 +50,7 @@
 #
 # Rate-limit cases (issue 7; CASES=rl is "api api_rl api_rl_redis"; edge only, not in the default CASES):
 # the api case's request (GET API_PATH, wrk -c CONN, same fast upstream) through an edge whose /api/
-# route carries `rate_limit = { requests = 1000000000, window = "1h" }` (a limit that never refuses:
+# route carries `rate_limit = { requests = 100000000, window = "24h" }` (a limit that never refuses:
 # the limiter's cost, every answer a 200 with the RateLimit headers). The store is process-wide, so
 # each limiter is its own edge process, rendered from the same template as edge.toml with only the
 # rate_limit lines added (and no TLS listener): same route, same headers, same upstream:
@@ -133,7 +133,7 @@ EDGE_PORT=${EDGE_PORT:-8180}; NGINX_PORT=${NGINX_PORT:-8181}
 EDGE_NOSIB_PORT=${EDGE_NOSIB_PORT:-8182}; NGINX_NOSIB_PORT=${NGINX_NOSIB_PORT:-8183}
 EDGE_TLS_PORT=${EDGE_TLS_PORT:-8184}; NGINX_TLS_PORT=${NGINX_TLS_PORT:-8185}
 EDGE_RL_PORT=${EDGE_RL_PORT:-8187}; EDGE_RL_REDIS_PORT=${EDGE_RL_REDIS_PORT:-8188}; REDIS_PORT=${REDIS_PORT:-6390}
-RL_REQUESTS=1000000000; RL_WINDOW=1h; RL_WINDOW_S=3600   # the rate-limit cases' limit (edge.toml.in; the probe checks q= and w=): never reached
+RL_REQUESTS=100000000; RL_WINDOW=24h; RL_WINDOW_S=86400   # the rate-limit cases' limit (edge.toml.in; the probe checks q= and w=): never reached
 HS_CONN=${HS_CONN:-1000}; STIME_SECS=${STIME_SECS:-5}; NGINX_TLS_SUITES=${NGINX_TLS_SUITES:-}
 VARIANT_WAIT=${VARIANT_WAIT:-30}
 SERVER_CPU=${SERVER_CPU:-0}; LOADGEN_CPU=${LOADGEN_CPU-1}

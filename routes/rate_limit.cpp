@@ -3,6 +3,8 @@
 // window, so `requests` can come at once and then one every T, with no second burst at the edge.
 #include "routes/rate_limit.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -19,7 +21,9 @@ void append_num(std::string& out, std::int64_t v) {
   out.append(buf, static_cast<std::size_t>(r.ptr - buf));
 }
 
-std::int64_t ceil_seconds(std::int64_t us) { return us <= 0 ? 0 : (us + 999999) / 1000000; }
+std::int64_t ceil_seconds(std::int64_t us) {
+  return us <= 0 ? 0 : (us + 999999) / 1000000;
+}
 
 // The value of cookie `name` in a Cookie header ("a=1; sid=xyz"), or empty.
 std::string_view cookie_value(std::string_view header, std::string_view name) {
@@ -56,7 +60,8 @@ LimitResult gcra(const RateLimit& l, std::int64_t now, std::int64_t tat, std::in
     return r;
   }
   r.reset_us = new_tat - now;
-  r.remaining = static_cast<std::uint64_t>((tau - (new_tat - now)) / t);
+  r.remaining = std::min<std::uint64_t>(static_cast<std::uint64_t>((tau - (new_tat - now)) / t),
+                                        l.requests - 1);
   return r;
 }
 
@@ -64,7 +69,7 @@ bool limit_key(const RateLimit& l, const RateLimitSettings& s, const http::Reque
                std::string& out) {
   auto ip = http::IpAddress::parse(req.client_ip);
   if (ip && s.allowlist.contains(*ip)) return false;
-  out.append(l.id).push_back('\0');
+  out.append(l.id).push_back(':');
   if (l.key == RateLimit::Key::kHeader) {
     std::string_view v = http::trim_ows(req.headers.get(l.key_name));
     if (!v.empty()) {
@@ -81,20 +86,25 @@ bool limit_key(const RateLimit& l, const RateLimitSettings& s, const http::Reque
       }
     }
   }
-  // The client address; IPv6 by its prefix (one host often holds a whole /64 or more).
+  // The client address, as text (readable in Redis); IPv6 by its prefix (one subscriber often
+  // holds a whole /56 or /64).
   if (!ip) {
-    out.append("s:").append(req.client_ip);
+    out.append("ip:").append(req.client_ip);
     return true;
   }
+  char text[INET6_ADDRSTRLEN];
   if (ip->v6) {
     unsigned prefix = s.ipv6_prefix;
     for (unsigned i = 0; i < 16; ++i) {
       unsigned bits = prefix >= (i + 1) * 8 ? 8 : (prefix > i * 8 ? prefix - i * 8 : 0);
       ip->bytes[i] &= static_cast<std::uint8_t>(bits == 8 ? 0xff : (0xff << (8 - bits)) & 0xff);
     }
-    out.append("6:").append(reinterpret_cast<const char*>(ip->bytes.data()), 16);
+    inet_ntop(AF_INET6, ip->bytes.data(), text, sizeof text);
+    out.append("ip:").append(text).push_back('/');
+    append_num(out, prefix);
   } else {
-    out.append("4:").append(reinterpret_cast<const char*>(ip->bytes.data()), 4);
+    inet_ntop(AF_INET, ip->bytes.data(), text, sizeof text);
+    out.append("ip:").append(text);
   }
   return true;
 }

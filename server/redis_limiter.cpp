@@ -73,7 +73,9 @@ RedisLimiter::RedisLimiter(Worker& w, const routes::RateLimitSettings& s)
 
 RedisLimiter::~RedisLimiter() = default;
 
-void RedisLimiter::start() { connect(); }
+void RedisLimiter::start() {
+  connect();
+}
 
 void RedisLimiter::connect() {
   if (stopping_ || ctx_) return;
@@ -97,9 +99,9 @@ void RedisLimiter::connect() {
     const char* argv[] = {"SELECT", db.c_str()};
     std::size_t len[] = {6, db.size()};
     redisAsyncCommandArgv(ctx_, nullptr, nullptr, 2, argv, len);
-  } else {
-    redisAsyncCommand(ctx_, nullptr, nullptr, "PING");
   }
+  // Usable only once Redis answers (a stopped Redis still completes the TCP connect).
+  redisAsyncCommand(ctx_, on_pong, nullptr, "PING");
 }
 
 void RedisLimiter::on_connect(const redisAsyncContext* c, int status) {
@@ -115,6 +117,13 @@ void RedisLimiter::on_connect(const redisAsyncContext* c, int status) {
           1000, 0);
     return;
   }
+  // connected_ waits for the PONG.
+}
+
+void RedisLimiter::on_pong(redisAsyncContext* c, void* r, void*) {
+  auto* self = static_cast<RedisLimiter*>(c->data);
+  auto* reply = static_cast<redisReply*>(r);
+  if (!self || !reply || reply->type == REDIS_REPLY_ERROR || self->ctx_ != c) return;
   self->connected_ = true;
   if (g_down.exchange(false))
     spdlog::info("rate limit store redis://{}:{} reachable again: limits are shared again",
@@ -186,7 +195,8 @@ bool RedisLimiter::send(LimitTicket* t, bool eval) {
   }
   if (pending_ == 0) last_progress_ms_ = w_.now_ms();
   ++pending_;
-  if (!ctx_ || redisAsyncCommandArgv(ctx_, on_reply, t, static_cast<int>(n), argv, len) != REDIS_OK) {
+  if (!ctx_ ||
+      redisAsyncCommandArgv(ctx_, on_reply, t, static_cast<int>(n), argv, len) != REDIS_OK) {
     --pending_;
     return false;
   }

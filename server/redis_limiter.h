@@ -30,7 +30,7 @@ class LimitWaiter {
 struct LimitTicket {
   LimitWaiter* waiter = nullptr;
   std::size_t limits = 0;
-  bool retried = false;  // sent again as EVAL after NOSCRIPT
+  bool retried = false;           // sent again as EVAL after NOSCRIPT
   std::vector<std::string> args;  // kept for that retry
 };
 
@@ -53,6 +53,7 @@ class RedisLimiter {
   static void on_connect(const redisAsyncContext* c, int status);
   static void on_disconnect(const redisAsyncContext* c, int status);
   static void on_reply(redisAsyncContext* c, void* reply, void* priv);
+  static void on_pong(redisAsyncContext* c, void* reply, void* priv);
   void connect();
   bool send(LimitTicket* t, bool eval);
   void went_down(const char* why);

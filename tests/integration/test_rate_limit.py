@@ -655,6 +655,12 @@ class RateLimitRedis(unittest.TestCase, RateLimitMixin):
         # keys edge:rl:... each with an expiry no longer than the window
         keys = resp(self.redis_port, "KEYS", "edge:rl:*")
         self.assertTrue(keys, f"no edge:rl:* keys in Redis: {keys!r}")
+        # readable: edge:rl:<route pattern>:<limit name>:ip:<address> (an operator can find one)
+        want = f":{self.LIMIT}-in-".encode()
+        self.assertTrue(any(want in (k if isinstance(k, bytes) else k.encode()) and
+                            (b":ip:" + ip.encode()) in (k if isinstance(k, bytes) else k.encode())
+                            for k in resp(self.redis_port, "KEYS", "edge:rl:*")),
+                        f"no readable key for {ip}: {keys!r}")
         for k in keys:
             ttl = resp(self.redis_port, "PTTL", k)
             self.assertIsInstance(ttl, int, k)
