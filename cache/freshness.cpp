@@ -54,7 +54,8 @@ CacheControl CacheControl::parse(std::string_view value) {
     if (item.empty()) continue;
     std::size_t eq = item.find('=');
     std::string_view name = trim(item.substr(0, eq));
-    std::string_view arg = eq == std::string_view::npos ? std::string_view{} : trim(item.substr(eq + 1));
+    std::string_view arg =
+        eq == std::string_view::npos ? std::string_view{} : trim(item.substr(eq + 1));
     bool has_arg = eq != std::string_view::npos;
     auto number = [&](std::optional<std::int64_t>& out) {
       auto v = delta_seconds(arg);
@@ -65,23 +66,39 @@ CacheControl CacheControl::parse(std::string_view value) {
       // Duplicates: the lowest wins (the safe reading of a conflict).
       out = out ? std::min(*out, *v) : *v;
     };
-    if (ieq(name, "no-store")) cc.no_store = true;
-    else if (ieq(name, "no-cache")) cc.no_cache = true;
-    else if (ieq(name, "private")) cc.private_ = true;
-    else if (ieq(name, "public")) cc.public_ = true;
-    else if (ieq(name, "must-revalidate")) cc.must_revalidate = true;
-    else if (ieq(name, "proxy-revalidate")) cc.proxy_revalidate = true;
-    else if (ieq(name, "no-transform")) cc.no_transform = true;
-    else if (ieq(name, "immutable")) cc.immutable = true;
-    else if (ieq(name, "only-if-cached")) cc.only_if_cached = true;
-    else if (ieq(name, "max-age")) number(cc.max_age);
-    else if (ieq(name, "s-maxage")) number(cc.s_maxage);
-    else if (ieq(name, "stale-while-revalidate")) number(cc.stale_while_revalidate);
-    else if (ieq(name, "stale-if-error")) number(cc.stale_if_error);
-    else if (ieq(name, "min-fresh")) number(cc.min_fresh);
+    if (ieq(name, "no-store"))
+      cc.no_store = true;
+    else if (ieq(name, "no-cache"))
+      cc.no_cache = true;
+    else if (ieq(name, "private"))
+      cc.private_ = true;
+    else if (ieq(name, "public"))
+      cc.public_ = true;
+    else if (ieq(name, "must-revalidate"))
+      cc.must_revalidate = true;
+    else if (ieq(name, "proxy-revalidate"))
+      cc.proxy_revalidate = true;
+    else if (ieq(name, "no-transform"))
+      cc.no_transform = true;
+    else if (ieq(name, "immutable"))
+      cc.immutable = true;
+    else if (ieq(name, "only-if-cached"))
+      cc.only_if_cached = true;
+    else if (ieq(name, "max-age"))
+      number(cc.max_age);
+    else if (ieq(name, "s-maxage"))
+      number(cc.s_maxage);
+    else if (ieq(name, "stale-while-revalidate"))
+      number(cc.stale_while_revalidate);
+    else if (ieq(name, "stale-if-error"))
+      number(cc.stale_if_error);
+    else if (ieq(name, "min-fresh"))
+      number(cc.min_fresh);
     else if (ieq(name, "max-stale")) {
-      if (has_arg) number(cc.max_stale);
-      else cc.max_stale = std::numeric_limits<std::int64_t>::max();
+      if (has_arg)
+        number(cc.max_stale);
+      else
+        cc.max_stale = std::numeric_limits<std::int64_t>::max();
     }
     // Unknown directives are ignored (RFC 9111 5.2.3).
   }
@@ -90,8 +107,18 @@ CacheControl CacheControl::parse(std::string_view value) {
 
 bool heuristically_cacheable(int status) {
   switch (status) {
-    case 200: case 203: case 204: case 206: case 300: case 301: case 308:
-    case 404: case 405: case 410: case 414: case 501:
+    case 200:
+    case 203:
+    case 204:
+    case 206:
+    case 300:
+    case 301:
+    case 308:
+    case 404:
+    case 405:
+    case 410:
+    case 414:
+    case 501:
       return true;
     default:
       return false;

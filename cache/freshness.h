@@ -30,8 +30,8 @@ struct CacheControl {
 
 // What the route says beyond the origin (conf: a route's cache table).
 struct Policy {
-  std::int64_t ttl = 0;      // lifetime for "public" without one, and the cap on heuristics
-  bool override = false;     // the ttl for every storable response, whatever it says
+  std::int64_t ttl = 0;        // lifetime for "public" without one, and the cap on heuristics
+  bool override = false;       // the ttl for every storable response, whatever it says
   bool share_cookies = false;  // store responses with Set-Cookie
 };
 
@@ -55,8 +55,8 @@ std::int64_t freshness_lifetime(const ResponseFacts& r, const Policy& p);
 
 // The current age (RFC 9111 4.2.3) of a response received at `response_time` for a request sent
 // at `request_time`, at `now`.
-std::int64_t current_age(const ResponseFacts& r, std::time_t request_time, std::time_t response_time,
-                         std::time_t now);
+std::int64_t current_age(const ResponseFacts& r, std::time_t request_time,
+                         std::time_t response_time, std::time_t now);
 
 // Heuristically cacheable statuses (RFC 9110 15.1).
 bool heuristically_cacheable(int status);

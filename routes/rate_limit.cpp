@@ -42,9 +42,26 @@ std::string_view cookie_value(std::string_view header, std::string_view name) {
 
 std::int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
+             std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+namespace {
+
+// 64 bits of a header or cookie value, as 16 hex digits: the same in every edge (Redis keys), of
+// bounded size whatever the client sends. (FNV-1a with a final mix; collisions only merge two
+// clients' budgets.)
+void append_digest(std::string& out, std::string_view v) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (char c : v) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int i = 60; i >= 0; i -= 4) out.push_back(kHex[(h >> i) & 15]);
+}
+
+}  // namespace
 
 LimitResult gcra(const RateLimit& l, std::int64_t now, std::int64_t tat, std::int64_t& new_tat) {
   std::int64_t t = l.interval_us(), tau = l.tolerance_us();
@@ -73,7 +90,8 @@ bool limit_key(const RateLimit& l, const RateLimitSettings& s, const http::Reque
   if (l.key == RateLimit::Key::kHeader) {
     std::string_view v = http::trim_ows(req.headers.get(l.key_name));
     if (!v.empty()) {
-      out.append("h:").append(v);
+      out.append("h:");
+      append_digest(out, v);
       return true;
     }
   } else if (l.key == RateLimit::Key::kCookie) {
@@ -81,7 +99,8 @@ bool limit_key(const RateLimit& l, const RateLimitSettings& s, const http::Reque
       if (!http::iequals(f.name, "Cookie")) continue;
       std::string_view v = cookie_value(f.value, l.key_name);
       if (!v.empty()) {
-        out.append("c:").append(v);
+        out.append("c:");
+        append_digest(out, v);
         return true;
       }
     }
@@ -113,44 +132,63 @@ LocalLimiter::LocalLimiter(std::size_t max_keys)
     : per_shard_(std::max<std::size_t>(max_keys / kShards, 16)) {}
 
 void LocalLimiter::make_room(Shard& s, std::int64_t now) {
-  // Keys whose allowance is whole again hold no information.
-  std::erase_if(s.tat, [&](const auto& kv) { return kv.second <= now; });
-  if (s.tat.size() < per_shard_) return;
-  // Still full (a flood of distinct keys within one window): drop the one closest to whole
-  // among a sample, so the cost per new key stays bounded.
-  auto victim = s.tat.begin();
-  int n = 0;
-  for (auto it = s.tat.begin(); it != s.tat.end() && n < 32; ++it, ++n)
-    if (it->second < victim->second) victim = it;
-  s.tat.erase(victim);
+  // Keys whose allowance is whole again hold no information: dropped in one sweep, at most every
+  // 100 ms (a flood of new keys must not make each request scan the shard).
+  if (now - s.last_sweep_us >= 100000) {
+    s.last_sweep_us = now;
+    std::erase_if(s.tat, [&](const auto& kv) { return kv.second <= now; });
+    if (s.tat.size() < per_shard_) return;
+  }
+  // Still full: drop the entry closest to whole among a few from a pseudo-random bucket.
+  std::size_t buckets = s.tat.bucket_count();
+  std::size_t b = static_cast<std::size_t>(now) % buckets;
+  auto victim = s.tat.end();
+  for (std::size_t tries = 0; tries < buckets && victim == s.tat.end(); ++tries) {
+    std::size_t bucket = (b + tries) % buckets;
+    for (auto it = s.tat.begin(bucket); it != s.tat.end(bucket); ++it) {
+      auto full = s.tat.find(it->first);
+      if (victim == s.tat.end() || full->second < victim->second) victim = full;
+    }
+  }
+  if (victim != s.tat.end()) s.tat.erase(victim);
 }
 
 bool LocalLimiter::decide(const std::vector<RateLimit>& limits,
                           const std::vector<std::string>& keys, std::int64_t now,
                           LimitResult* results) {
+  // Decided and counted under the locks of every shard involved (taken in index order), so two
+  // workers cannot both take the last slot.
+  std::size_t n = std::min<std::size_t>(limits.size(), 16);
+  std::size_t idx[16];
+  for (std::size_t i = 0; i < n; ++i) idx[i] = shard_of(keys[i]);
+  std::size_t order[16];
+  std::size_t m = 0;
+  for (std::size_t i = 0; i < n; ++i) order[m++] = idx[i];
+  std::sort(order, order + m);
+  m = static_cast<std::size_t>(std::unique(order, order + m) - order);
+  for (std::size_t i = 0; i < m; ++i) shards_[order[i]].mu.lock();
   bool all = true;
   std::int64_t new_tat[16];
-  std::size_t n = std::min<std::size_t>(limits.size(), 16);
   for (std::size_t i = 0; i < n; ++i) {
-    Shard& s = shard(keys[i]);
-    std::lock_guard lock(s.mu);
+    Shard& s = shards_[idx[i]];
     auto it = s.tat.find(std::string_view(keys[i]));
     results[i] = gcra(limits[i], now, it == s.tat.end() ? 0 : it->second, new_tat[i]);
     all = all && results[i].allowed;
   }
-  if (!all) return false;
-  for (std::size_t i = 0; i < n; ++i) {
-    Shard& s = shard(keys[i]);
-    std::lock_guard lock(s.mu);
-    auto it = s.tat.find(std::string_view(keys[i]));
-    if (it != s.tat.end()) {
-      it->second = std::max(it->second, new_tat[i]);
-    } else {
-      if (s.tat.size() >= per_shard_) make_room(s, now);
-      s.tat.emplace(keys[i], new_tat[i]);
+  if (all) {
+    for (std::size_t i = 0; i < n; ++i) {
+      Shard& s = shards_[idx[i]];
+      auto it = s.tat.find(std::string_view(keys[i]));
+      if (it != s.tat.end()) {
+        it->second = new_tat[i];
+      } else {
+        if (s.tat.size() >= per_shard_) make_room(s, now);
+        s.tat.emplace(keys[i], new_tat[i]);
+      }
     }
   }
-  return true;
+  for (std::size_t i = m; i-- > 0;) shards_[order[i]].mu.unlock();
+  return all;
 }
 
 std::size_t LocalLimiter::size() const {

@@ -30,7 +30,9 @@ struct RateLimit {
   std::int64_t interval_us() const {  // T: one request's share of the window
     return static_cast<std::int64_t>(window.count()) * 1000 / static_cast<std::int64_t>(requests);
   }
-  std::int64_t tolerance_us() const { return static_cast<std::int64_t>(window.count()) * 1000; }
+  // The burst allowance: `requests` intervals (not the window itself: T is rounded down to whole
+  // microseconds, and T x (requests + 1) may still fit in the window).
+  std::int64_t tolerance_us() const { return interval_us() * static_cast<std::int64_t>(requests); }
 };
 
 struct RateLimitSettings {
@@ -60,7 +62,9 @@ struct LimitResult {
 // arrival time (0: none); returns the verdict and, when allowed, the new tat.
 LimitResult gcra(const RateLimit& l, std::int64_t now_us, std::int64_t tat, std::int64_t& new_tat);
 
-// The key a request is counted under for limit `l` (appended to `out`; binary for addresses).
+// The key a request is counted under for limit `l` (appended to `out`, readable text: the address,
+// or a 64-bit digest of a header or cookie value so that neither its size nor a stream of fresh
+// values can grow the store).
 // False when the client is on the allowlist (not limited at all).
 bool limit_key(const RateLimit& l, const RateLimitSettings& s, const http::Request& req,
                std::string& out);
@@ -85,9 +89,10 @@ class LocalLimiter {
   struct Shard {
     mutable std::mutex mu;
     std::unordered_map<std::string, std::int64_t, Hash, std::equal_to<>> tat;
+    std::int64_t last_sweep_us = 0;
   };
   static constexpr std::size_t kShards = 64;
-  Shard& shard(std::string_view key) { return shards_[Hash{}(key) % kShards]; }
+  std::size_t shard_of(std::string_view key) const { return Hash{}(key) % kShards; }
   void make_room(Shard& s, std::int64_t now_us);
 
   std::size_t per_shard_;
@@ -113,7 +118,8 @@ class ConnCounter {
   std::array<Shard, 16> shards_;
 };
 
-// Microseconds on the wall clock (a Redis store uses the server's TIME instead).
+// Microseconds on the steady clock, for the local store (a wall-clock step must not refuse or
+// free everyone; a Redis store uses the server's TIME instead).
 std::int64_t now_us();
 
 // The headers for a decision: RateLimit-Policy and RateLimit of `limit` (the refusing one, or the

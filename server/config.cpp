@@ -573,7 +573,15 @@ class Loader {
           rest = rest.substr(0, slash);
         }
         std::size_t colon = rest.rfind(':');
-        r.redis_host = rest.substr(0, colon);
+        if (rest.starts_with("[")) {  // [::1]:6379
+          std::size_t close = rest.find(']');
+          colon = close != std::string::npos && close + 1 < rest.size() && rest[close + 1] == ':'
+                      ? close + 1
+                      : std::string::npos;
+          r.redis_host = rest.substr(1, close == std::string::npos ? 0 : close - 1);
+        } else {
+          r.redis_host = rest.substr(0, colon);
+        }
         if (colon != std::string::npos) {
           std::string port = rest.substr(colon + 1);
           char* end = nullptr;
@@ -584,6 +592,22 @@ class Loader {
         }
         if (r.redis_host.empty() || r.redis_host.find('@') != std::string::npos)
           fail(*n, "store must be \"memory\" or \"redis://host:port\" (no password support)");
+        // Resolved now: hiredis would call getaddrinfo on the worker's loop at each reconnect.
+        addrinfo hints{};
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        int rc = getaddrinfo(r.redis_host.c_str(), nullptr, &hints, &res);
+        if (rc != 0 || !res)
+          fail(*n, "store: cannot resolve " + r.redis_host + ": " + gai_strerror(rc));
+        char text[INET6_ADDRSTRLEN] = {};
+        if (res->ai_family == AF_INET6)
+          inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr, text,
+                    sizeof text);
+        else
+          inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr, text,
+                    sizeof text);
+        freeaddrinfo(res);
+        r.redis_host = text;
       } else {
         fail(*n, "store must be \"memory\" or \"redis://host:port\"");
       }
@@ -644,6 +668,8 @@ class Loader {
       if (!win) fail(el, "rate_limit: window is needed, e.g. window = \"15m\"");
       l.window = duration(*win, "window");
       if (l.window.count() < 1000) fail(*win, "rate_limit: window must be at least 1s");
+      if (l.window.count() > 366LL * 86400000)
+        fail(*win, "rate_limit: window must be at most 366d");
       // Counted in whole microseconds per request: at 100 µs or more the rounding is under 1 %.
       if (l.window.count() * 1000 / static_cast<long long>(l.requests) < 100)
         fail(*win, "rate_limit: at most one request per 100 µs (10,000 per second) per key");

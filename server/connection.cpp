@@ -606,7 +606,7 @@ bool Connection::parse_head(std::size_t head_len) {
       respond_error(413, true);
       return false;
     }
-    if (expect_continue_ && !message_done_) out_.append("HTTP/1.1 100 Continue\r\n\r\n");
+    // (100 Continue goes out in after_head: only once a rate limit, if any, allowed it)
   }
   return true;
 }
@@ -1211,6 +1211,7 @@ void Connection::proxy_request_drained() {
 // ---- Rate limits ----------------------------------------------------------------------------
 
 void Connection::after_head() {
+  if (expect_continue_ && !message_done_) out_.append("HTTP/1.1 100 Continue\r\n\r\n");
   if (route_ && route_->handler->streams()) {
     start_proxy();
   } else if (message_done_) {
@@ -1274,11 +1275,19 @@ bool Connection::limits_locally() {
 bool Connection::apply_limits(bool allowed, const routes::LimitResult* res) {
   const Config& cfg = *w_.config();
   const auto& limits = route_->limits;
-  std::size_t pick = 0;
-  for (std::size_t i = 0; i < limits.size() && i < 16; ++i) {
-    if (allowed ? res[i].remaining < res[pick].remaining : !res[i].allowed) {
-      pick = i;
-      if (!allowed) break;
+  // Allowed: the limit with the fewest left. Refused: the refusing one with the longest wait (a
+  // Retry-After from a short burst limit would send the client back too early).
+  std::size_t pick = 0, n = std::min<std::size_t>(limits.size(), 16);
+  if (allowed) {
+    for (std::size_t i = 1; i < n; ++i)
+      if (res[i].remaining < res[pick].remaining) pick = i;
+  } else {
+    bool found = false;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!res[i].allowed && (!found || res[i].wait_us > res[pick].wait_us)) {
+        pick = i;
+        found = true;
+      }
     }
   }
   if (!allowed) {
@@ -1296,6 +1305,7 @@ void Connection::limit_decided(bool ok, bool allowed, const routes::LimitResult*
   limit_ticket_ = nullptr;
   if (phase_ != Phase::kLimit) return;
   phase_ = Phase::kHead;
+  expire_in(w_.config()->server.header_timeout);  // the body, if any, has this long again
   bool go_on;
   if (ok) {
     go_on = apply_limits(allowed, results);

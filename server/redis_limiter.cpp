@@ -49,7 +49,10 @@ end
 return out
 )lua";
 
-std::atomic<bool> g_down{false};  // one warning per outage for the whole process
+// Workers each have their connection: the outage is logged when the first goes down and the end
+// when the last is back. Error replies (OOM, READONLY…) are logged once until a good reply.
+std::atomic<int> g_down_workers{0};
+std::atomic<bool> g_error_logged{false};
 
 std::string sha1_hex(std::string_view s) {
   unsigned char d[SHA_DIGEST_LENGTH];
@@ -90,7 +93,15 @@ void RedisLimiter::connect() {
   }
   ctx_->data = this;
   connect_started_ms_ = w_.now_ms();
-  redisLibuvAttach(ctx_, w_.loop());
+  if (redisLibuvAttach(ctx_, w_.loop()) != REDIS_OK) {
+    ctx_->ev.cleanup = nullptr;
+    redisAsyncFree(ctx_);
+    ctx_ = nullptr;
+    went_down("cannot attach to the loop");
+    uv_timer_start(
+        &retry_, [](uv_timer_t* t) { static_cast<RedisLimiter*>(t->data)->connect(); }, 1000, 0);
+    return;
+  }
   redisAsyncSetConnectCallback(ctx_, on_connect);
   redisAsyncSetDisconnectCallback(ctx_, on_disconnect);
   // A first command (hiredis 0.14 watches for the connect only once something is queued).
@@ -98,7 +109,14 @@ void RedisLimiter::connect() {
     std::string db = std::to_string(s_.redis_db);
     const char* argv[] = {"SELECT", db.c_str()};
     std::size_t len[] = {6, db.size()};
-    redisAsyncCommandArgv(ctx_, nullptr, nullptr, 2, argv, len);
+    redisAsyncCommandArgv(
+        ctx_,
+        [](redisAsyncContext*, void* r, void*) {
+          auto* reply = static_cast<redisReply*>(r);
+          if (reply && reply->type == REDIS_REPLY_ERROR)
+            spdlog::error("rate limit store: SELECT: {}", std::string_view(reply->str, reply->len));
+        },
+        nullptr, 2, argv, len);
   }
   // Usable only once Redis answers (a stopped Redis still completes the TCP connect).
   redisAsyncCommand(ctx_, on_pong, nullptr, "PING");
@@ -123,11 +141,18 @@ void RedisLimiter::on_connect(const redisAsyncContext* c, int status) {
 void RedisLimiter::on_pong(redisAsyncContext* c, void* r, void*) {
   auto* self = static_cast<RedisLimiter*>(c->data);
   auto* reply = static_cast<redisReply*>(r);
-  if (!self || !reply || reply->type == REDIS_REPLY_ERROR || self->ctx_ != c) return;
+  if (!self || !reply || self->ctx_ != c) return;
+  if (reply->type == REDIS_REPLY_ERROR) {  // NOAUTH, too many clients…: not usable; retried
+    self->went_down(std::string(reply->str, reply->len).c_str());
+    return;
+  }
   self->connected_ = true;
-  if (g_down.exchange(false))
-    spdlog::info("rate limit store redis://{}:{} reachable again: limits are shared again",
-                 self->s_.redis_host, self->s_.redis_port);
+  if (self->down_) {
+    self->down_ = false;
+    if (g_down_workers.fetch_sub(1) == 1)
+      spdlog::info("rate limit store redis://{}:{} reachable again: limits are shared again",
+                   self->s_.redis_host, self->s_.redis_port);
+  }
 }
 
 void RedisLimiter::on_disconnect(const redisAsyncContext* c, int status) {
@@ -143,8 +168,9 @@ void RedisLimiter::on_disconnect(const redisAsyncContext* c, int status) {
 }
 
 void RedisLimiter::went_down(const char* why) {
-  if (stopping_) return;
-  if (!g_down.exchange(true)) {
+  if (stopping_ || down_) return;
+  down_ = true;
+  if (g_down_workers.fetch_add(1) == 0) {
     const char* policy = s_.on_store_error == routes::RateLimitSettings::OnError::kLocal
                              ? "using local counters"
                          : s_.on_store_error == routes::RateLimitSettings::OnError::kAllow
@@ -220,11 +246,15 @@ void RedisLimiter::on_reply(redisAsyncContext* c, void* r, void* priv) {
   if (!waiter) return;  // the connection went away meanwhile
   bool ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 + 3 * n && n <= 16;
   if (!ok) {
-    if (reply && reply->type == REDIS_REPLY_ERROR)
-      spdlog::warn("rate limit store: {}", std::string_view(reply->str, reply->len));
+    if (reply && reply->type == REDIS_REPLY_ERROR && !g_error_logged.exchange(true))
+      spdlog::warn(
+          "rate limit store: {} (the store-error policy applies; logged once until it "
+          "answers again)",
+          std::string_view(reply->str, reply->len));
     waiter->limit_decided(false, false, nullptr);
     return;
   }
+  g_error_logged.store(false, std::memory_order_relaxed);
   routes::LimitResult res[16];
   bool allowed = reply->element[0]->integer == 1;
   for (std::size_t i = 0; i < n; ++i) {

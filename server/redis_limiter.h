@@ -62,6 +62,7 @@ class RedisLimiter {
   const routes::RateLimitSettings& s_;
   redisAsyncContext* ctx_ = nullptr;
   bool connected_ = false;
+  bool down_ = false;  // this worker counts in the outage
   bool stopping_ = false;
   uv_timer_t retry_{};
   std::size_t pending_ = 0;
