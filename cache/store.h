@@ -1,0 +1,87 @@
+// The cache's storage: responses in memory, shared by all workers, bounded in bytes (least
+// recently used first out), several variants per URL (Vary, and the content coding edge chose),
+// purge by URL, prefix or Cache-Tag. Entries are immutable once stored and handed out as
+// shared_ptr, so a hit is served from the stored bytes without a copy while a purge or a newer
+// response replaces it.
+#pragma once
+#include <cstdint>
+#include <ctime>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "cache/freshness.h"
+#include "server/http/headers.h"
+
+namespace edge::cache {
+
+struct CachedResponse {
+  int status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;  // as stored (no hop-by-hop fields)
+  std::string body;
+  ResponseFacts facts;
+  std::time_t request_time = 0, response_time = 0;
+  std::int64_t lifetime = 0;  // freshness lifetime (s)
+  // The request header values this variant answered (names from the response's Vary), and the
+  // content coding edge applied ("" = identity).
+  std::vector<std::pair<std::string, std::string>> vary;
+  std::string coding;
+  std::vector<std::string> tags;  // Cache-Tag values
+
+  std::size_t bytes() const;
+  std::int64_t age(std::time_t now) const {
+    return current_age(facts, request_time, response_time, now);
+  }
+  bool fresh(std::time_t now) const { return age(now) < lifetime; }
+  std::string_view header(std::string_view name) const;
+};
+
+class Store {
+ public:
+  Store(std::size_t max_bytes, std::size_t max_object);
+
+  // The variant of `key` matching the request's headers for its Vary names and `coding`, or null.
+  std::shared_ptr<const CachedResponse> lookup(std::string_view key,
+                                               const http::HeaderList& request,
+                                               std::string_view coding);
+  // Stores (replacing the variant with the same Vary values and coding). False when the object
+  // is larger than max_object.
+  bool insert(const std::string& key, std::shared_ptr<const CachedResponse> r);
+  std::size_t purge(std::string_view key);          // every variant of a URL
+  std::size_t purge_prefix(std::string_view prefix);  // every URL starting with it
+  std::size_t purge_tag(std::string_view tag);      // every response tagged with it
+  std::size_t bytes() const;
+  std::size_t entries() const;
+
+  // The request's value for a Vary name, normalised (lists joined with ", ", blanks trimmed).
+  static std::string vary_value(const http::HeaderList& request, std::string_view name);
+
+ private:
+  struct Entry;
+  using Lru = std::list<Entry*>;
+  struct Entry {
+    std::string key;
+    std::shared_ptr<const CachedResponse> r;
+    Lru::iterator lru;
+  };
+  void erase(Entry* e);  // from the map and the LRU (lock held)
+  bool matches(const CachedResponse& r, const http::HeaderList& request,
+               std::string_view coding) const;
+
+  mutable std::mutex mu_;
+  std::size_t max_bytes_, max_object_;
+  std::size_t bytes_ = 0, entries_ = 0;
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Entry>>, Hash, std::equal_to<>> map_;
+  Lru lru_;  // front: most recently used
+};
+
+}  // namespace edge::cache
