@@ -32,6 +32,7 @@ struct CachedResponse {
   std::vector<std::pair<std::string, std::string>> vary;
   std::string coding;
   std::vector<std::string> tags;  // Cache-Tag values
+  bool compressible = false;      // edge compresses it for a client that accepts a coding
 
   std::size_t bytes() const;
   std::int64_t age(std::time_t now) const {
@@ -52,9 +53,9 @@ class Store {
   // Stores (replacing the variant with the same Vary values and coding). False when the object
   // is larger than max_object.
   bool insert(const std::string& key, std::shared_ptr<const CachedResponse> r);
-  std::size_t purge(std::string_view key);          // every variant of a URL
+  std::size_t purge(std::string_view key);            // every variant of a URL
   std::size_t purge_prefix(std::string_view prefix);  // every URL starting with it
-  std::size_t purge_tag(std::string_view tag);      // every response tagged with it
+  std::size_t purge_tag(std::string_view tag);        // every response tagged with it
   std::size_t bytes() const;
   std::size_t entries() const;
 

@@ -3,6 +3,10 @@
 // upstream; hop-by-hop fields go, the X-Forwarded-* family is rebuilt.
 #include "routes/proxy.h"
 
+#include <charconv>
+
+#include "server/http/conditional.h"
+#include "server/http/content_coding.h"
 #include "server/http/status.h"
 #include "server/http/token.h"
 
@@ -95,6 +99,73 @@ void proxy_error(http::Exchange& ex, int status) {
   ex.resp.body.data = ex.scratch;
 }
 
+namespace {
+
+bool credentials(const http::Request& req) {
+  return req.headers.find("Authorization") || req.headers.find("Cookie");
+}
+
+void append_int(std::string& out, std::int64_t v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
+
+}  // namespace
+
+bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o) {
+  const http::Request& req = ex.req;
+  auto req_cc = cache::CacheControl::parse(req.headers.list("Cache-Control", ex.header_buf));
+  if (req_cc.no_cache || req_cc.no_store) return false;
+  if (http::iequals(http::trim_ows(req.headers.get("Pragma")), "no-cache")) return false;
+  // The variant for the coding edge would send this client, else the identity one when edge
+  // would not compress the response anyway.
+  http::Coding pref = http::Coding::kIdentity;
+  if (o.compress.enabled)
+    pref = http::negotiate_coding(req.headers.list("Accept-Encoding", ex.header_buf),
+                                  o.compress.codings.data(), o.compress.codings.size(),
+                                  o.compress.coding_set());
+  std::string_view coding =
+      pref == http::Coding::kIdentity ? std::string_view{} : http::coding_name(pref);
+  auto r = o.cache->lookup(ex.forward.cache_key, req.headers, coding);
+  if (!r && !coding.empty()) {
+    r = o.cache->lookup(ex.forward.cache_key, req.headers, {});
+    if (r && r->compressible) r = nullptr;  // fetched again: the compressed variant is wanted
+  }
+  if (!r) return false;
+  // One user's response never reaches another: with credentials, only what says it is shared.
+  if (credentials(req) && !(r->facts.cc.public_ || r->facts.cc.s_maxage)) return false;
+  std::time_t now = ex.now ? ex.now : std::time(nullptr);
+  std::int64_t age = r->age(now);
+  if (age >= r->lifetime || r->facts.cc.no_cache) return false;  // stale: fetched again
+  if (req_cc.max_age && age > *req_cc.max_age) return false;
+  if (req_cc.min_fresh && r->lifetime - age < *req_cc.min_fresh) return false;
+
+  http::Response& resp = ex.resp;
+  resp.reset();
+  resp.status = r->status;
+  for (const auto& [k, v] : r->headers) resp.headers.add(k, v);
+  // "Age" and Cache-Status (RFC 9211) share one buffer: both views taken after it is complete.
+  std::string& buf = ex.scratch2;
+  buf.clear();
+  append_int(buf, age);
+  std::size_t age_len = buf.size();
+  buf.append("edge; hit; ttl=");
+  append_int(buf, r->lifetime - age);
+  resp.headers.add("Age", std::string_view(buf).substr(0, age_len));
+  resp.headers.add("Cache-Status", std::string_view(buf).substr(age_len));
+  std::string_view inm = req.headers.list("If-None-Match", ex.header_buf);
+  std::string_view etag = r->header("ETag");
+  resp.body.keep = r;
+  if (!inm.empty() && !etag.empty() && http::etag_list_matches(inm, etag, false)) {
+    resp.status = 304;
+    return true;
+  }
+  resp.body.kind = http::Body::Kind::kMemory;
+  resp.body.data = r->body;
+  return true;
+}
+
 void ProxyHandler::handle(http::Exchange& ex) const {
   const http::Request& req = ex.req;
   if (req.method == http::Method::kConnect) {
@@ -103,6 +174,20 @@ void ProxyHandler::handle(http::Exchange& ex) const {
   }
   http::Forward& f = ex.forward;
   f.reset();
+  if (o_.cache) {
+    // The URL's key: scheme, host and path (normalised) with the query as received.
+    f.cache_key.assign(req.tls ? "https://" : "http://");
+    for (char c : req.host) f.cache_key.push_back(http::ascii_lower(c));
+    f.cache_key.append(req.path);
+    if (!req.query.empty()) f.cache_key.append("?").append(req.query);
+    if (req.method == http::Method::kGet || req.method == http::Method::kHead) {
+      if (serve_from_cache(ex, o_)) return;
+      f.cache_store = req.method == http::Method::kGet;
+      f.cache_request_time = ex.now ? ex.now : std::time(nullptr);
+    } else if (req.method != http::Method::kOptions && req.method != http::Method::kTrace) {
+      f.cache_invalidate = true;  // POST, PUT, PATCH, DELETE… (RFC 9111 4.4)
+    }
+  }
   f.pool = o_.pool.get();
 
   // Target: the normalised path (after any rewrite), minus strip_prefix, re-encoded, + query.

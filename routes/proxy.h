@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "cache/store.h"
 #include "routes/compress_policy.h"
 #include "server/http/exchange.h"
 #include "server/http/upstream.h"
@@ -18,6 +19,10 @@ struct ProxyOptions {
   std::string host;  // kFixed
   bool websocket = true;
   CompressOptions compress;  // responses compressed on the fly (Brotli, zstd, gzip) as they stream
+  // The shared cache (null: off) and the route's rules for it.
+  std::shared_ptr<cache::Store> cache;
+  cache::Policy cache_policy;
+  std::size_t cache_max_object = 8 << 20;
 };
 
 class ProxyHandler : public http::Handler {
@@ -38,6 +43,10 @@ bool is_hop_by_hop(std::string_view name);
 
 // Appends `path` to `out`, percent-encoding what may not stand in a path segment as it is.
 void append_encoded_path(std::string& out, std::string_view path);
+
+// Answers ex from the cache when a fresh stored response fits the request (a hit, or a 304 to a
+// conditional request); true when answered.
+bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o);
 
 // The JSON error body proxies answer with: {"error":"<reason>","request_id":"<id>"}.
 void proxy_error(http::Exchange& ex, int status);

@@ -715,6 +715,37 @@ class Loader {
     return out;
   }
 
+  // A proxy route's `cache`: true, or { ttl, override, max_object, share_cookies }.
+  void load_route_cache(const toml::node& n, routes::ProxyOptions& o) const {
+    if (n.is_boolean()) {
+      if (!*n.value<bool>()) return;
+    } else {
+      if (!n.is_table()) fail(n, "cache must be true, false or a table such as { ttl = \"2h\" }");
+      const toml::table& t = *n.as_table();
+      check_keys(t, "cache", {"ttl", "override", "max_object", "share_cookies", "enabled"});
+      if (auto* e = t.get("enabled"); e && !boolean(*e, "enabled")) return;
+      if (auto* e = t.get("ttl"))
+        o.cache_policy.ttl = static_cast<std::int64_t>(duration(*e, "ttl").count() / 1000);
+      if (auto* e = t.get("override")) o.cache_policy.override = boolean(*e, "override");
+      if (auto* e = t.get("share_cookies"))
+        o.cache_policy.share_cookies = boolean(*e, "share_cookies");
+      if (auto* e = t.get("max_object")) o.cache_max_object = size(*e, "max_object");
+      if (o.cache_policy.override && o.cache_policy.ttl <= 0)
+        fail(t, "cache: override needs a ttl");
+    }
+    o.cache = cache_store;
+  }
+
+  std::shared_ptr<cache::Store> cache_store;  // [cache]: the one store every cached route uses
+
+  void load_cache_settings(const toml::table& t, std::size_t& size_out) const {
+    check_keys(t, "[cache]", {"size"});
+    if (auto* n = t.get("size")) {
+      size_out = size(*n, "size");
+      if (size_out < (1u << 20)) fail(*n, "cache size must be at least 1m");
+    }
+  }
+
   std::shared_ptr<http::UpstreamPool> load_upstream(const toml::table& t) const {
     check_keys(t, "[[upstream]]",
                {"name", "servers", "balance", "keepalive", "keepalive_timeout", "connect_timeout",
@@ -859,7 +890,7 @@ class Loader {
          "spa_fallback", "immutable",      "hashed_assets", "cache_control", "dotfiles",
          "symlinks",     "max_body",       "headers",       "compress",      "security_headers",
          "csp",          "remove_headers", "proxy",         "strip_prefix",  "proxy_host",
-         "websocket",    "rate_limit"});
+         "websocket",    "rate_limit",     "cache"});
     routes::Route r;
     r.line = line_of(t);
     if (auto* n = t.get("host")) {
@@ -913,7 +944,7 @@ class Loader {
     if (handlers != 1)
       fail(t, "a route needs exactly one handler: root, proxy, health or redirect");
     if (!t.contains("proxy")) {
-      for (auto k : {"strip_prefix", "proxy_host", "websocket"})
+      for (auto k : {"strip_prefix", "proxy_host", "websocket", "cache"})
         if (auto* n = t.get(k)) fail(*n, std::string(k) + " only applies to a route with proxy");
     }
     auto static_only = {"index",         "spa_fallback", "immutable", "hashed_assets",
@@ -963,6 +994,7 @@ class Loader {
         }
       }
       if (auto* n = t.get("websocket")) o.websocket = boolean(*n, "websocket");
+      if (auto* n = t.get("cache")) load_route_cache(*n, o);
       if (auto* n = t.get("compress")) load_compress(*n, o.compress);
       if (!t.contains("max_body")) r.max_body = 1 << 20;
       r.handler = std::make_unique<routes::ProxyHandler>(std::move(o));
@@ -1150,8 +1182,18 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   cfg->path = path;
   cfg->started = started;
   Loader L(path);
-  L.check_keys(root, "the top level",
-               {"server", "log", "listen", "route", "security_headers", "upstream", "rate_limit"});
+  L.check_keys(
+      root, "the top level",
+      {"server", "log", "listen", "route", "security_headers", "upstream", "rate_limit", "cache"});
+  {
+    std::size_t cache_size = 64u << 20;
+    if (auto* n = root.get("cache")) {
+      if (!n->is_table()) L.fail(*n, "cache must be a table: [cache]");
+      L.load_cache_settings(*n->as_table(), cache_size);
+    }
+    L.cache_store = std::make_shared<cache::Store>(cache_size, cache_size);
+    cfg->cache_store = L.cache_store;
+  }
   if (auto* n = root.get("rate_limit")) {
     if (!n->is_table()) L.fail(*n, "rate_limit must be a table: [rate_limit]");
     L.load_rate_limit_settings(*n->as_table(), cfg->rate_limit);

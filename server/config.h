@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/store.h"
 #include "routes/route_table.h"
 #include "server/http/ip.h"
 #include "server/http/upstream.h"
@@ -68,8 +69,9 @@ struct Config {
   routes::RouteTable routes;
   std::vector<std::shared_ptr<http::UpstreamPool>> upstreams;  // [[upstream]], in file order
   routes::RateLimitSettings rate_limit;                        // [rate_limit]
-  std::shared_ptr<routes::LocalLimiter> limiter;               // counters all workers share
-  bool has_limits = false;                                     // some route has rate_limit
+  std::shared_ptr<cache::Store> cache_store;      // [cache]: shared by all workers and routes
+  std::shared_ptr<routes::LocalLimiter> limiter;  // counters all workers share
+  bool has_limits = false;                        // some route has rate_limit
   std::shared_ptr<routes::ConnCounter> conns_per_ip = std::make_shared<routes::ConnCounter>();
   std::chrono::steady_clock::time_point started;
 

@@ -9,9 +9,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cache/store.h"
 #include "routes/compression.h"
 #include "routes/proxy.h"
 #include "routes/route_table.h"
+#include "server/http/date.h"
 #include "server/worker.h"
 
 namespace edge {
@@ -71,6 +73,7 @@ void ProxySession::start(http::Exchange& ex, const routes::Route* route, bool bo
   last_fail_ = 503;
   fresh_ = false;
   encoder_.reset();
+  capture_.reset();
   attempt();
 }
 
@@ -213,6 +216,7 @@ void ProxySession::client_eof() {
 
 void ProxySession::abort() {
   encoder_.reset();
+  capture_.reset();
   if (up_) {
     up_->server->active.fetch_sub(1, std::memory_order_relaxed);
     w_.upstreams().close(up_);
@@ -352,6 +356,7 @@ void ProxySession::on_read(ssize_t n, const char* data) {
         llhttp_finish(&parser_) == HPE_OK) {
       // A body delimited by the close: EOF completes it.
       if (!end_encoding()) return;
+      cache_store();
       finish(false);
       return;
     }
@@ -410,6 +415,7 @@ void ProxySession::feed(const char* data, std::size_t len) {
     if (!end_encoding()) return;
     bool keep = llhttp_should_keep_alive(&parser_) && body_done_ && used == len && !upgrade_ &&
                 up_->backlog() == 0 && !(up_->tls && !up_->tls->pending_plain().empty());
+    cache_store();
     finish(keep);
     return;
   }
@@ -450,15 +456,20 @@ void ProxySession::feed(const char* data, std::size_t len) {
 
 bool ProxySession::pass_body(const char* data, std::size_t len, bool flush) {
   bool backlogged = false;
-  bool ok;
-  if (!encoder_) {
-    ok = client_.proxy_body(data, len, backlogged);
-  } else {
+  std::string_view out(data, len);
+  if (encoder_) {
     encoded_.clear();
     encoder_->write(std::string_view(data, len), flush, encoded_);
     if (encoded_.empty()) return true;
-    ok = client_.proxy_body(encoded_.data(), encoded_.size(), backlogged);
+    out = encoded_;
   }
+  if (capture_) {  // the bytes as the client gets them (a hit needs no compression)
+    if (capture_->body.size() + out.size() > cache_max_object_)
+      capture_.reset();
+    else
+      capture_->body.append(out);
+  }
+  bool ok = client_.proxy_body(out.data(), out.size(), backlogged);
   if (backlogged) paused_ = true;
   return ok && state_ != State::kIdle;
 }
@@ -470,11 +481,90 @@ bool ProxySession::end_encoding() {
   encoder_.reset();
   bool backlogged = false;
   if (encoded_.empty()) return true;
+  if (capture_) {
+    if (capture_->body.size() + encoded_.size() > cache_max_object_)
+      capture_.reset();
+    else
+      capture_->body.append(encoded_);
+  }
   return client_.proxy_body(encoded_.data(), encoded_.size(), backlogged) && state_ != State::kIdle;
+}
+
+void ProxySession::cache_decide() {
+  capture_.reset();
+  cache_.reset();
+  const auto* handler =
+      route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
+  if (!handler || !handler->options().cache) return;
+  const routes::ProxyOptions& o = handler->options();
+  http::Response& r = ex_->resp;
+  const http::Forward& f = ex_->forward;
+  const http::Request& req = ex_->req;
+  if (f.cache_invalidate) {  // an unsafe method that succeeded: the stored URL is out of date
+    if (r.status < 400) o.cache->purge(f.cache_key);
+    return;
+  }
+  if (req.method != http::Method::kGet && req.method != http::Method::kHead) return;
+  cache::ResponseFacts facts;
+  facts.status = r.status;
+  facts.cc = cache::CacheControl::parse(resp_headers_.list("Cache-Control", scratch_));
+  auto date = [&](std::string_view name, std::optional<std::time_t>& out, bool* invalid) {
+    std::string_view v = resp_headers_.get(name);
+    if (v.empty()) return;
+    out = http::parse_http_date(http::trim_ows(v));
+    if (!out && invalid) *invalid = true;
+  };
+  date("Date", facts.date, nullptr);
+  date("Expires", facts.expires, &facts.expires_invalid);
+  date("Last-Modified", facts.last_modified, nullptr);
+  for (char c : http::trim_ows(resp_headers_.get("Age")))
+    if (c >= '0' && c <= '9') facts.age = facts.age * 10 + (c - '0');
+  facts.has_set_cookie = resp_headers_.find("Set-Cookie") != nullptr;
+  std::vector<std::pair<std::string, std::string>> vary;
+  http::for_each_list_element(resp_headers_.list("Vary", scratch_), [&](std::string_view name) {
+    if (name == "*")
+      facts.vary_star = true;
+    else if (!http::iequals(name, "Accept-Encoding"))  // covered by the stored coding
+      vary.emplace_back(name, cache::Store::vary_value(req.headers, name));
+  });
+  auto req_cc = cache::CacheControl::parse(req.headers.list("Cache-Control", ex_->header_buf));
+  bool authorization = req.headers.find("Authorization") != nullptr;
+  bool cookie = req.headers.find("Cookie") != nullptr;
+  bool ok = f.cache_store && cache::storable(facts, req_cc, authorization, o.cache_policy) &&
+            !(cookie && !(facts.cc.public_ || facts.cc.s_maxage));
+  std::int64_t lifetime = cache::freshness_lifetime(facts, o.cache_policy);
+  if (!ok || lifetime <= 0) {
+    r.headers.add("Cache-Status", "edge; fwd=miss");
+    return;
+  }
+  auto c = std::make_shared<cache::CachedResponse>();
+  c->status = r.status;
+  for (const http::HeaderField& h : r.headers) c->headers.emplace_back(h.name, h.value);
+  c->facts = facts;
+  c->request_time = static_cast<std::time_t>(f.cache_request_time);
+  c->response_time = std::time(nullptr);
+  c->lifetime = lifetime;
+  c->vary = std::move(vary);
+  if (coding_ != http::Coding::kIdentity) c->coding = http::coding_name(coding_);
+  c->compressible = compressible_;
+  http::for_each_list_element(resp_headers_.list("Cache-Tag", scratch_),
+                              [&](std::string_view t) { c->tags.emplace_back(t); });
+  capture_ = std::move(c);
+  cache_ = o.cache;
+  cache_max_object_ = o.cache_max_object;
+  r.headers.add("Cache-Status", "edge; fwd=miss; stored");
+}
+
+void ProxySession::cache_store() {
+  if (capture_ && cache_ && ex_->req.method == http::Method::kGet)
+    cache_->insert(ex_->forward.cache_key, std::move(capture_));
+  capture_.reset();
 }
 
 void ProxySession::choose_coding() {
   encoder_.reset();
+  coding_ = http::Coding::kIdentity;
+  compressible_ = false;
   const auto* handler =
       route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
   if (!handler) return;
@@ -484,6 +574,8 @@ void ProxySession::choose_coding() {
   bool vary = false;
   http::Coding c = routes::choose_stream_coding(
       o, ex_->req.headers.list("Accept-Encoding", ex_->header_buf), r.status, resp_headers_, vary);
+  compressible_ = vary;
+  coding_ = c;
   if (vary) {
     bool found = false;
     for (std::size_t i = 0; i < r.headers.size(); ++i) {
@@ -607,7 +699,10 @@ bool ProxySession::build_response_head() {
     r.body.length = ex_->req.method == http::Method::kHead ? http::Body::kUnknownLength : 0;
   else
     r.body.length = http::Body::kUnknownLength;  // until the server closes
-  if (r.status != 101) choose_coding();
+  if (r.status != 101) {
+    choose_coding();
+    cache_decide();
+  }
   return true;
 }
 

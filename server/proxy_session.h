@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "server/http/content_coding.h"
 #include "server/http/exchange.h"
 #include "server/upstream.h"
 
@@ -20,6 +21,10 @@ namespace routes {
 struct Route;
 class StreamEncoder;
 }  // namespace routes
+namespace cache {
+struct CachedResponse;
+class Store;
+}  // namespace cache
 
 // What the session asks of the client connection (implemented by Connection).
 class ProxyClient {
@@ -82,6 +87,8 @@ class ProxySession {
   void choose_coding();  // on-the-fly compression of the response, when the route wants it
   bool pass_body(const char* data, std::size_t len, bool flush);  // through the encoder, if any
   bool end_encoding();  // the encoder's last bytes; false when the client went away
+  void cache_decide();  // the route's cache: store this response? (and Cache-Status)
+  void cache_store();   // the response is complete: into the store
 
   Worker& w_;
   ProxyClient& client_;
@@ -96,9 +103,14 @@ class ProxySession {
   std::string scratch_;            // a chunk being framed
   http::HeaderList resp_headers_;  // views into the connection's read buffer
   std::unique_ptr<routes::StreamEncoder> encoder_;
-  std::string encoded_;  // the encoder's output for one read
-  std::string vary_;     // storage for a merged Vary
-  std::string etag_;     // storage for a weakened ETag
+  std::string encoded_;                             // the encoder's output for one read
+  std::string vary_;                                // storage for a merged Vary
+  std::string etag_;                                // storage for a weakened ETag
+  http::Coding coding_ = http::Coding::kIdentity;   // what choose_coding applied
+  bool compressible_ = false;                       // ... and whether it could have
+  std::shared_ptr<cache::CachedResponse> capture_;  // the response on its way into the cache
+  std::shared_ptr<cache::Store> cache_;
+  std::size_t cache_max_object_ = 0;
   bool body_replayable_ = true;
   bool has_body_ = false, chunked_ = false, body_done_ = false;
   bool sent_any_ = false;          // some request byte reached the current connection

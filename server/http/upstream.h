@@ -112,14 +112,23 @@ struct Forward {
   unsigned hash = 0;        // ip_hash key
   bool upgrade = false;     // tunnel an Upgrade: websocket
   bool idempotent = false;  // may be replayed on another server after a reset
+  // The route's cache: the key of this request's URL; `cache_store`: the response may be stored
+  // (a cacheable request that missed); `cache_invalidate`: an unsafe method that, answered with
+  // success, drops the stored URL.
+  std::string cache_key;
+  bool cache_store = false;
+  bool cache_invalidate = false;
+  std::int64_t cache_request_time = 0;
 
   void reset() {
     pool = nullptr;
     target.clear();
     headers.clear();
     host.clear();
+    cache_key.clear();
     hash = 0;
-    upgrade = idempotent = false;
+    upgrade = idempotent = cache_store = cache_invalidate = false;
+    cache_request_time = 0;
   }
 };
 

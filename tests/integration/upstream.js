@@ -42,9 +42,11 @@
 //   /reset               resets the connection without answering
 //   /powered             sets X-Powered-By, Server and X-Custom-Resp
 //   /status?code=N       answers status N (JSON body unless the status forbids one)
-//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E   N bytes of repetitive JSON-ish text (default 4000),
-//                        Content-Type T (default application/json), optional Cache-Control C, an
-//                        ETag E, and with ce=gzip a body really gzipped by Node's zlib
+//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=H&cookie=K&tag=T   N bytes of repetitive
+//                        JSON-ish text (default 4000), Content-Type T (default application/json),
+//                        optional Cache-Control, ETag, Vary (the body is then prefixed with that
+//                        request header's value), Set-Cookie, Cache-Tag; with ce=gzip a body really
+//                        gzipped by Node's zlib. X-Served: the instance's request count then.
 //   /ws                  WebSocket echo (text, binary, ping -> pong, close); 426 without Upgrade
 //   anything else        404 JSON {error, url, method, instance}
 // Admin (never affected by --mode, not counted):
@@ -444,6 +446,14 @@ function textRoute(req, res, entry) {
     const headers = { "Content-Type": q.get("type") || "application/json", "X-Upstream": opts.name };
     if (q.get("cc")) headers["Cache-Control"] = q.get("cc");
     if (q.get("etag")) headers["ETag"] = q.get("etag");
+    if (q.get("vary")) headers["Vary"] = q.get("vary");
+    if (q.get("cookie")) headers["Set-Cookie"] = q.get("cookie");
+    if (q.get("tag")) headers["Cache-Tag"] = q.get("tag");
+    // X-Served: which request of this instance made the body (a cached copy keeps the old one);
+    // with vary=X-Lang the body also starts with that request header's value
+    headers["X-Served"] = String(state.requests);
+    if (q.get("vary") && req.headers[q.get("vary").toLowerCase()])
+      body = Buffer.concat([Buffer.from(req.headers[q.get("vary").toLowerCase()] + ":"), body]);
     if (q.get("ce") === "gzip") {
       body = zlib.gzipSync(body);
       headers["Content-Encoding"] = "gzip";

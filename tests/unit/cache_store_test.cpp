@@ -8,9 +8,9 @@ using namespace edge;
 
 namespace {
 
-std::shared_ptr<cache::CachedResponse> response(std::string body,
-                                                std::vector<std::pair<std::string, std::string>> vary = {},
-                                                std::string coding = "") {
+std::shared_ptr<cache::CachedResponse> response(
+    std::string body, std::vector<std::pair<std::string, std::string>> vary = {},
+    std::string coding = "") {
   auto r = std::make_shared<cache::CachedResponse>();
   r->body = std::move(body);
   r->headers = {{"Content-Type", "application/json"}, {"ETag", "\"v1\""}};
@@ -26,9 +26,12 @@ TEST(CacheStore, VariantsByVaryAndCoding) {
   http::HeaderList en, fr;
   en.add("Accept-Language", "en");
   fr.add("Accept-Language", "fr");
-  ASSERT_TRUE(s.insert("GET https://samia.example/api/cards", response("english", {{"Accept-Language", "en"}})));
-  ASSERT_TRUE(s.insert("GET https://samia.example/api/cards", response("french", {{"Accept-Language", "fr"}})));
-  ASSERT_TRUE(s.insert("GET https://samia.example/api/cards", response("br-english", {{"Accept-Language", "en"}}, "br")));
+  ASSERT_TRUE(s.insert("GET https://samia.example/api/cards",
+                       response("english", {{"Accept-Language", "en"}})));
+  ASSERT_TRUE(s.insert("GET https://samia.example/api/cards",
+                       response("french", {{"Accept-Language", "fr"}})));
+  ASSERT_TRUE(s.insert("GET https://samia.example/api/cards",
+                       response("br-english", {{"Accept-Language", "en"}}, "br")));
   EXPECT_EQ(s.entries(), 3u);
   EXPECT_EQ(s.lookup("GET https://samia.example/api/cards", en, "")->body, "english");
   EXPECT_EQ(s.lookup("GET https://samia.example/api/cards", fr, "")->body, "french");
@@ -37,7 +40,8 @@ TEST(CacheStore, VariantsByVaryAndCoding) {
   http::HeaderList none;
   EXPECT_EQ(s.lookup("GET https://samia.example/api/cards", none, ""), nullptr);
   // the same variant again replaces it
-  ASSERT_TRUE(s.insert("GET https://samia.example/api/cards", response("english 2", {{"Accept-Language", "en"}})));
+  ASSERT_TRUE(s.insert("GET https://samia.example/api/cards",
+                       response("english 2", {{"Accept-Language", "en"}})));
   EXPECT_EQ(s.entries(), 3u);
   EXPECT_EQ(s.lookup("GET https://samia.example/api/cards", en, "")->body, "english 2");
 }
@@ -54,7 +58,8 @@ TEST(CacheStore, BoundedByBytesLeastRecentlyUsedFirst) {
   std::size_t one = response(std::string(1000, 'x'))->bytes();
   cache::Store s(one * 3 + 10, 1 << 20);
   http::HeaderList h;
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(s.insert("k" + std::to_string(i), response(std::string(1000, 'x'))));
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(s.insert("k" + std::to_string(i), response(std::string(1000, 'x'))));
   ASSERT_NE(s.lookup("k0", h, ""), nullptr);  // k0 used: k1 is now the oldest
   ASSERT_TRUE(s.insert("k3", response(std::string(1000, 'x'))));
   EXPECT_EQ(s.entries(), 3u);

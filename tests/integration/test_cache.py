@@ -1,0 +1,148 @@
+"""The shared cache in front of the proxy (issue 6, its first part): what is stored and served
+(Cache-Status, Age), what never is (private, no-store, Set-Cookie, requests with credentials), Vary
+on a request header, compressed variants kept apart, HEAD and 304 answered from a stored GET, and
+an unsafe method invalidating its URL. Against a real Node upstream that counts its requests.
+"""
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import edgetest as et  # noqa: E402
+import test_proxy as tp  # noqa: E402  (ProxyCase; its own tests are not collected here)
+import upstreamtest as ut  # noqa: E402
+
+PUBLIC = "cc=public,max-age=60"
+
+
+class Cache(tp.ProxyCase):
+    listen = ["127.0.0.1:0"]
+    server_opts = {"workers": "2"}  # the store is shared by the workers
+    upstream_specs = {"C": ("normal", {})}
+
+    @classmethod
+    def proxy_config(cls, ups):
+        cls.up = ups["C"]
+        return ([ut.pool_toml("api", [cls.up.address])],
+                [ut.proxy_route("/small/", "api", strip_prefix="/small",
+                                cache={"ttl": "2h", "max_object": "1k"}),
+                 ut.proxy_route("/api/", "api", strip_prefix="/api", cache={"ttl": "2h"})])
+
+    def get(self, path, headers=(), head=False, method=None):
+        args = ["-X", method] if method else []
+        return et.curl(f"http://127.0.0.1:{self.edge.port}{path}", *args, headers=list(headers),
+                       head=head)
+
+    def upstream_hits(self, path_prefix="/text"):
+        return self.up.count()["by_path"].get(path_prefix, 0)
+
+    def test_miss_then_hits_with_age_and_status(self):
+        path = f"/api/text?bytes=3000&{PUBLIC}&n=1"
+        before = self.upstream_hits()
+        r = self.get(path)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("cache-status"), "edge; fwd=miss; stored")
+        served = r.header("x-served")
+        for _ in range(10):  # both workers
+            r = self.get(path)
+            self.assertEqual(r.status, 200)
+            self.assertTrue(r.header("cache-status").startswith("edge; hit; ttl="), r)
+            self.assertIsNotNone(r.header("age"))
+            self.assertEqual(r.header("x-served"), served)
+            self.assertEqual(len(r.body), 3000)
+        self.assertEqual(self.upstream_hits() - before, 1)
+
+    def test_never_shared(self):
+        cases = {
+            "private": "cc=private,max-age=60",
+            "no-store": "cc=no-store",
+            "set-cookie": f"{PUBLIC}&cookie=sid%3D1",
+            "no lifetime": "cc=must-revalidate",
+        }
+        for name, q in cases.items():
+            with self.subTest(name):
+                path = f"/api/text?bytes=500&{q}&case={name.replace(' ', '')}"
+                before = self.upstream_hits()
+                a = self.get(path)
+                b = self.get(path)
+                self.assertEqual(b.header("cache-status"), "edge; fwd=miss", b)
+                self.assertNotEqual(a.header("x-served"), b.header("x-served"))
+                self.assertEqual(self.upstream_hits() - before, 2)
+
+    def test_credentials_bypass_unless_public(self):
+        # a stored public response may be served to a request with a cookie…
+        path = f"/api/text?bytes=500&{PUBLIC}&case=cred"
+        self.get(path)
+        r = self.get(path, headers=[("Cookie", "sid=2")])
+        self.assertTrue(r.header("cache-status").startswith("edge; hit"), r)
+        # …but a response without public/s-maxage is not shared between users with credentials
+        path = "/api/text?bytes=500&cc=max-age=60&case=cred2"
+        first = self.get(path, headers=[("Authorization", "Bearer a")])
+        self.assertEqual(first.header("cache-status"), "edge; fwd=miss")
+        again = self.get(path, headers=[("Authorization", "Bearer b")])
+        self.assertNotEqual(first.header("x-served"), again.header("x-served"))
+
+    def test_vary_on_a_request_header(self):
+        path = f"/api/text?bytes=200&{PUBLIC}&vary=X-Lang&case=vary"
+        en = self.get(path, headers=[("X-Lang", "en")])
+        fr = self.get(path, headers=[("X-Lang", "fr")])
+        self.assertTrue(en.body.startswith(b"en:"))
+        self.assertTrue(fr.body.startswith(b"fr:"))
+        en2 = self.get(path, headers=[("X-Lang", "en")])
+        fr2 = self.get(path, headers=[("X-Lang", "fr")])
+        self.assertTrue(en2.header("cache-status").startswith("edge; hit"))
+        self.assertTrue(en2.body.startswith(b"en:"))
+        self.assertTrue(fr2.header("cache-status").startswith("edge; hit"))
+        self.assertTrue(fr2.body.startswith(b"fr:"))
+
+    def test_compressed_variant_stored_apart(self):
+        path = f"/api/text?bytes=5000&{PUBLIC}&case=br"
+        plain = self.get(path)
+        br = self.get(path, headers=[("Accept-Encoding", "br")])
+        self.assertEqual(br.header("content-encoding"), "br")
+        self.assertEqual(br.header("cache-status"), "edge; fwd=miss; stored")
+        br2 = self.get(path, headers=[("Accept-Encoding", "br")])
+        self.assertTrue(br2.header("cache-status").startswith("edge; hit"))
+        self.assertEqual(br2.header("content-encoding"), "br")
+        self.assertEqual(br2.body, br.body)
+        plain2 = self.get(path)
+        self.assertIsNone(plain2.header("content-encoding"))
+        self.assertEqual(plain2.body, plain.body)
+
+    def test_head_and_304_from_the_stored_get(self):
+        path = f"/api/text?bytes=700&{PUBLIC}&etag=%22t1%22&case=cond"
+        self.get(path)
+        before = self.upstream_hits()
+        h = self.get(path, head=True)
+        self.assertEqual(h.status, 200)
+        self.assertEqual(h.header("content-length"), "700")
+        self.assertTrue(h.header("cache-status").startswith("edge; hit"))
+        c = self.get(path, headers=[("If-None-Match", '"t1"')])
+        self.assertEqual(c.status, 304)
+        self.assertEqual(self.upstream_hits(), before)
+
+    def test_unsafe_method_invalidates(self):
+        path = f"/api/text?bytes=300&{PUBLIC}&case=inval"
+        self.get(path)
+        self.assertTrue(self.get(path).header("cache-status").startswith("edge; hit"))
+        r = self.get(path, method="POST")
+        self.assertEqual(r.status, 200)
+        after = self.get(path)
+        self.assertEqual(after.header("cache-status"), "edge; fwd=miss; stored", after)
+
+    def test_max_object(self):
+        path = f"/small/text?bytes=5000&{PUBLIC}&case=big"
+        self.get(path)
+        r = self.get(path)
+        self.assertFalse((r.header("cache-status") or "").startswith("edge; hit"), r)
+        self.assertEqual(len(r.body), 5000)
+
+    def test_request_no_cache_goes_upstream(self):
+        path = f"/api/text?bytes=300&{PUBLIC}&case=reqnc"
+        self.get(path)
+        r = self.get(path, headers=[("Cache-Control", "no-cache")])
+        self.assertFalse(r.header("cache-status").startswith("edge; hit"), r)
+
+
+if __name__ == "__main__":
+    unittest.main()
