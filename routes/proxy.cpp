@@ -113,7 +113,30 @@ void append_int(std::string& out, std::int64_t v) {
 
 }  // namespace
 
-bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o) {
+void answer_from(http::Exchange& ex, std::shared_ptr<const cache::CachedResponse> r,
+                 std::int64_t age, std::string_view cache_status) {
+  http::Response& resp = ex.resp;
+  resp.reset();
+  resp.status = r->status;
+  for (const auto& [k, v] : r->headers) resp.headers.add(k, v);
+  std::string& buf = ex.scratch2;  // Age lives here; cache_status may too (it comes first)
+  std::size_t at = buf.size();
+  append_int(buf, age);
+  resp.headers.add("Age", std::string_view(buf).substr(at));
+  resp.headers.add("Cache-Status", cache_status);
+  std::string_view inm = ex.req.headers.list("If-None-Match", ex.header_buf);
+  std::string_view etag = r->header("ETag");
+  bool not_modified = !inm.empty() && !etag.empty() && http::etag_list_matches(inm, etag, false);
+  resp.body.kind = not_modified ? http::Body::Kind::kNone : http::Body::Kind::kMemory;
+  if (not_modified)
+    resp.status = 304;
+  else
+    resp.body.data = r->body;
+  resp.body.keep = std::move(r);
+}
+
+bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
+                      std::shared_ptr<const cache::CachedResponse>& stale) {
   const http::Request& req = ex.req;
   auto req_cc = cache::CacheControl::parse(req.headers.list("Cache-Control", ex.header_buf));
   if (req_cc.no_cache || req_cc.no_store) return false;
@@ -137,32 +160,19 @@ bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o) {
   if (credentials(req) && !(r->facts.cc.public_ || r->facts.cc.s_maxage)) return false;
   std::time_t now = ex.now ? ex.now : std::time(nullptr);
   std::int64_t age = r->age(now);
-  if (age >= r->lifetime || r->facts.cc.no_cache) return false;  // stale: fetched again
-  if (req_cc.max_age && age > *req_cc.max_age) return false;
-  if (req_cc.min_fresh && r->lifetime - age < *req_cc.min_fresh) return false;
-
-  http::Response& resp = ex.resp;
-  resp.reset();
-  resp.status = r->status;
-  for (const auto& [k, v] : r->headers) resp.headers.add(k, v);
-  // "Age" and Cache-Status (RFC 9211) share one buffer: both views taken after it is complete.
-  std::string& buf = ex.scratch2;
-  buf.clear();
-  append_int(buf, age);
-  std::size_t age_len = buf.size();
-  buf.append("edge; hit; ttl=");
-  append_int(buf, r->lifetime - age);
-  resp.headers.add("Age", std::string_view(buf).substr(0, age_len));
-  resp.headers.add("Cache-Status", std::string_view(buf).substr(age_len));
-  std::string_view inm = req.headers.list("If-None-Match", ex.header_buf);
-  std::string_view etag = r->header("ETag");
-  resp.body.keep = r;
-  if (!inm.empty() && !etag.empty() && http::etag_list_matches(inm, etag, false)) {
-    resp.status = 304;
-    return true;
+  bool usable = age < r->lifetime && !r->facts.cc.no_cache &&
+                !(req_cc.max_age && age > *req_cc.max_age) &&
+                !(req_cc.min_fresh && r->lifetime - age < *req_cc.min_fresh);
+  if (!usable) {
+    stale = std::move(r);  // revalidated upstream; stands in if the upstream fails
+    return false;
   }
-  resp.body.kind = http::Body::Kind::kMemory;
-  resp.body.data = r->body;
+  // Cache-Status (RFC 9211) first in the buffer, Age after it (answer_from appends).
+  std::string& buf = ex.scratch2;
+  buf.assign("edge; hit; ttl=");
+  append_int(buf, r->lifetime - age);
+  std::size_t len = buf.size();
+  answer_from(ex, std::move(r), age, std::string_view(buf).substr(0, len));
   return true;
 }
 
@@ -181,9 +191,22 @@ void ProxyHandler::handle(http::Exchange& ex) const {
     f.cache_key.append(req.path);
     if (!req.query.empty()) f.cache_key.append("?").append(req.query);
     if (req.method == http::Method::kGet || req.method == http::Method::kHead) {
-      if (serve_from_cache(ex, o_)) return;
+      std::shared_ptr<const cache::CachedResponse> stale;
+      if (serve_from_cache(ex, o_, stale)) return;
       f.cache_store = req.method == http::Method::kGet;
       f.cache_request_time = ex.now ? ex.now : std::time(nullptr);
+      if (stale) {
+        f.cache_stale = stale;
+        // Its validators go up unless the client sent its own (then a 304 is the client's).
+        std::string_view etag = stale->header("ETag");
+        std::string_view lm = stale->header("Last-Modified");
+        bool own = req.headers.find("If-None-Match") || req.headers.find("If-Modified-Since");
+        if (!own && (!etag.empty() || !lm.empty())) {
+          f.cache_revalidating = true;
+          if (!etag.empty()) add_line(f.headers, "If-None-Match", etag);
+          if (!lm.empty()) add_line(f.headers, "If-Modified-Since", lm);
+        }
+      }
     } else if (req.method != http::Method::kOptions && req.method != http::Method::kTrace) {
       f.cache_invalidate = true;  // POST, PUT, PATCH, DELETE… (RFC 9111 4.4)
     }

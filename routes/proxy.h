@@ -23,6 +23,7 @@ struct ProxyOptions {
   std::shared_ptr<cache::Store> cache;
   cache::Policy cache_policy;
   std::size_t cache_max_object = 8 << 20;
+  std::int64_t cache_grace = 0;  // seconds a stale copy may stand in for a failing upstream
 };
 
 class ProxyHandler : public http::Handler {
@@ -45,8 +46,15 @@ bool is_hop_by_hop(std::string_view name);
 void append_encoded_path(std::string& out, std::string_view path);
 
 // Answers ex from the cache when a fresh stored response fits the request (a hit, or a 304 to a
-// conditional request); true when answered.
-bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o);
+// conditional request); true when answered. A stale one that fits is returned in `stale`.
+bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
+                      std::shared_ptr<const cache::CachedResponse>& stale);
+
+// Sets ex.resp to the stored response r (a hit: its headers and body from memory, 304 when the
+// request's If-None-Match matches), with Age and `cache_status` (a view that must outlive the
+// write, e.g. into ex.scratch2, which this also uses for Age).
+void answer_from(http::Exchange& ex, std::shared_ptr<const cache::CachedResponse> r,
+                 std::int64_t age, std::string_view cache_status);
 
 // The JSON error body proxies answer with: {"error":"<reason>","request_id":"<id>"}.
 void proxy_error(http::Exchange& ex, int status);

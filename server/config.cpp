@@ -722,7 +722,8 @@ class Loader {
     } else {
       if (!n.is_table()) fail(n, "cache must be true, false or a table such as { ttl = \"2h\" }");
       const toml::table& t = *n.as_table();
-      check_keys(t, "cache", {"ttl", "override", "max_object", "share_cookies", "enabled"});
+      check_keys(t, "cache",
+                 {"ttl", "override", "max_object", "share_cookies", "enabled", "grace"});
       if (auto* e = t.get("enabled"); e && !boolean(*e, "enabled")) return;
       if (auto* e = t.get("ttl"))
         o.cache_policy.ttl = static_cast<std::int64_t>(duration(*e, "ttl").count() / 1000);
@@ -730,6 +731,8 @@ class Loader {
       if (auto* e = t.get("share_cookies"))
         o.cache_policy.share_cookies = boolean(*e, "share_cookies");
       if (auto* e = t.get("max_object")) o.cache_max_object = size(*e, "max_object");
+      if (auto* e = t.get("grace"))
+        o.cache_grace = static_cast<std::int64_t>(duration(*e, "grace").count() / 1000);
       if (o.cache_policy.override && o.cache_policy.ttl <= 0)
         fail(t, "cache: override needs a ttl");
     }

@@ -1185,6 +1185,14 @@ void Connection::proxy_fail(int status) {
   if (!processing_) process();
 }
 
+void Connection::proxy_answer() {
+  if (phase_ == Phase::kClosed) return;
+  proxying_ = false;
+  if (phase_ == Phase::kBody) closing_ = true;
+  finish_response();
+  if (!processing_) process();
+}
+
 bool Connection::proxy_upgraded() {
   log_exchange(101, 0);
   streaming_ = false;

@@ -48,6 +48,7 @@ class Connection : public ProxyClient, public LimitWaiter {
   void proxy_flush() override;
   void proxy_end() override;
   void proxy_fail(int status) override;
+  void proxy_answer() override;
   bool proxy_upgraded() override;
   // LimitWaiter
   void limit_decided(bool ok, bool allowed, const routes::LimitResult* results) override;

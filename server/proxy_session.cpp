@@ -74,6 +74,8 @@ void ProxySession::start(http::Exchange& ex, const routes::Route* route, bool bo
   fresh_ = false;
   encoder_.reset();
   capture_.reset();
+  stale_ = std::static_pointer_cast<const cache::CachedResponse>(ex.forward.cache_stale);
+  revalidated_ = false;
   attempt();
 }
 
@@ -84,7 +86,7 @@ void ProxySession::attempt() {
     if (tries_ == 0)
       spdlog::warn("proxy {}: pool {} has no healthy server", ex_->req.request_id, pool_->name);
     state_ = State::kIdle;
-    client_.proxy_fail(tries_ == 0 ? 503 : last_fail_);
+    fail_client(tries_ == 0 ? 503 : last_fail_);
     return;
   }
   tried_ |= 1ULL << idx;
@@ -331,7 +333,71 @@ void ProxySession::fail_attempt(int status, bool retryable) {
     return;
   }
   state_ = State::kIdle;
+  fail_client(status);
+}
+
+void ProxySession::fail_client(int status) {
+  // stale-if-error (RFC 5861): the origin's allowance or the route's grace.
+  if (stale_ && !head_sent_) {
+    const auto* handler =
+        route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
+    std::int64_t grace = handler ? handler->options().cache_grace : 0;
+    if (stale_->facts.cc.stale_if_error) grace = std::max(grace, *stale_->facts.cc.stale_if_error);
+    std::int64_t age = stale_->age(std::time(nullptr));
+    bool may = !stale_->facts.cc.must_revalidate && !stale_->facts.cc.proxy_revalidate &&
+               !stale_->facts.cc.no_cache;
+    if (may && age - stale_->lifetime <= grace) {
+      cache_status_.assign("edge; hit; fwd=stale; fwd-status=").append(std::to_string(status));
+      cache_status_.append("; detail=stale-if-error");
+      spdlog::info("proxy {}: upstream failed ({}): serving the stale copy (age {} s)",
+                   ex_->req.request_id, status, age);
+      ex_->scratch2.clear();
+      routes::answer_from(*ex_, stale_, age, cache_status_);
+      stale_.reset();
+      client_.proxy_answer();
+      return;
+    }
+  }
   client_.proxy_fail(status);
+}
+
+void ProxySession::refresh_from_304() {
+  // RFC 9111 4.3.4: the stored headers updated with the 304's (but the framing), lifetime anew.
+  auto fresh = std::make_shared<cache::CachedResponse>(*stale_);
+  for (const http::HeaderField& h : resp_headers_) {
+    if (routes::is_hop_by_hop(h.name) || http::iequals(h.name, "Content-Length") ||
+        http::iequals(h.name, "Date") || http::iequals(h.name, "Server") ||
+        http::iequals(h.name, "X-Powered-By") || http::iequals(h.name, "Age"))
+      continue;
+    bool replaced = false;
+    for (auto& [k, v] : fresh->headers)
+      if (http::iequals(k, h.name)) {
+        v.assign(h.value);
+        replaced = true;
+      }
+    if (!replaced) fresh->headers.emplace_back(h.name, h.value);
+  }
+  std::string_view cc = resp_headers_.list("Cache-Control", scratch_);
+  if (!cc.empty()) fresh->facts.cc = cache::CacheControl::parse(cc);
+  if (auto d = http::parse_http_date(http::trim_ows(resp_headers_.get("Date"))))
+    fresh->facts.date = d;
+  if (std::string_view e = resp_headers_.get("Expires"); !e.empty()) {
+    fresh->facts.expires = http::parse_http_date(http::trim_ows(e));
+    fresh->facts.expires_invalid = !fresh->facts.expires;
+  }
+  fresh->facts.age = 0;
+  fresh->request_time = static_cast<std::time_t>(ex_->forward.cache_request_time);
+  fresh->response_time = std::time(nullptr);
+  const auto* handler =
+      route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
+  if (handler && handler->options().cache) {
+    fresh->lifetime = cache::freshness_lifetime(fresh->facts, handler->options().cache_policy);
+    handler->options().cache->insert(ex_->forward.cache_key, fresh);
+  }
+  cache_status_.assign("edge; fwd=stale; fwd-status=304; stored");
+  ex_->scratch2.clear();
+  routes::answer_from(*ex_, fresh, fresh->age(std::time(nullptr)), cache_status_);
+  stale_.reset();
 }
 
 void ProxySession::finish(bool keep_upstream) {
@@ -415,6 +481,16 @@ void ProxySession::feed(const char* data, std::size_t len) {
     if (!end_encoding()) return;
     bool keep = llhttp_should_keep_alive(&parser_) && body_done_ && used == len && !upgrade_ &&
                 up_->backlog() == 0 && !(up_->tls && !up_->tls->pending_plain().empty());
+    if (revalidated_) {  // the answer is the refreshed stored copy, set in ex.resp
+      if (up_) {
+        up_->server->active.fetch_sub(1, std::memory_order_relaxed);
+        w_.upstreams().release(up_, keep);
+        up_ = nullptr;
+      }
+      state_ = State::kIdle;
+      client_.proxy_answer();
+      return;
+    }
     cache_store();
     finish(keep);
     return;
@@ -638,6 +714,13 @@ int ProxySession::on_headers_complete(llhttp_t* p) {
     return 0;
   }
   if (status == 101 && !s->upgrade_) return -1;  // a switch nobody asked for
+  if (status == 304 && s->stale_ && s->ex_->forward.cache_revalidating) {
+    // Our validators matched: the stored copy is good again; the client gets it, not this 304.
+    s->refresh_from_304();
+    s->revalidated_ = true;
+    s->state_ = State::kBody;
+    return 1;
+  }
   if (status != 101 && s->upgrade_) {
     s->upgrade_ = false;  // refused: an ordinary response, then the client connection closes
   }

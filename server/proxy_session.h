@@ -39,6 +39,7 @@ class ProxyClient {
   virtual void proxy_flush() = 0;
   virtual void proxy_end() = 0;              // the response is complete
   virtual void proxy_fail(int status) = 0;   // before the head: answer this; after: abort
+  virtual void proxy_answer() = 0;           // before the head: ex.resp is the whole answer
   virtual bool proxy_upgraded() = 0;         // 101 sent: the connection becomes a tunnel
   virtual void proxy_request_drained() = 0;  // the upstream took the body: read the client again
 };
@@ -86,9 +87,11 @@ class ProxySession {
   bool build_response_head();
   void choose_coding();  // on-the-fly compression of the response, when the route wants it
   bool pass_body(const char* data, std::size_t len, bool flush);  // through the encoder, if any
-  bool end_encoding();  // the encoder's last bytes; false when the client went away
-  void cache_decide();  // the route's cache: store this response? (and Cache-Status)
-  void cache_store();   // the response is complete: into the store
+  bool end_encoding();           // the encoder's last bytes; false when the client went away
+  void cache_decide();           // the route's cache: store this response? (and Cache-Status)
+  void cache_store();            // the response is complete: into the store
+  void fail_client(int status);  // no response: a stale copy within its grace, or the error
+  void refresh_from_304();       // the stale copy, revalidated: stored again and answered
 
   Worker& w_;
   ProxyClient& client_;
@@ -110,6 +113,9 @@ class ProxySession {
   bool compressible_ = false;                       // ... and whether it could have
   std::shared_ptr<cache::CachedResponse> capture_;  // the response on its way into the cache
   std::shared_ptr<cache::Store> cache_;
+  std::shared_ptr<const cache::CachedResponse> stale_;  // from the exchange's Forward
+  bool revalidated_ = false;  // a 304 refreshed stale_: the client gets the stored copy
+  std::string cache_status_;
   std::size_t cache_max_object_ = 0;
   bool body_replayable_ = true;
   bool has_body_ = false, chunked_ = false, body_done_ = false;

@@ -119,6 +119,11 @@ struct Forward {
   bool cache_store = false;
   bool cache_invalidate = false;
   std::int64_t cache_request_time = 0;
+  // A stored response that is stale (a cache::CachedResponse, opaque here): served if the
+  // upstream fails within its stale-if-error grace; `cache_revalidating`: its validators went up
+  // with the request, so a 304 refreshes it.
+  std::shared_ptr<const void> cache_stale;
+  bool cache_revalidating = false;
 
   void reset() {
     pool = nullptr;
@@ -127,8 +132,9 @@ struct Forward {
     host.clear();
     cache_key.clear();
     hash = 0;
-    upgrade = idempotent = cache_store = cache_invalidate = false;
+    upgrade = idempotent = cache_store = cache_invalidate = cache_revalidating = false;
     cache_request_time = 0;
+    cache_stale.reset();
   }
 };
 

@@ -4,6 +4,7 @@ on a request header, compressed variants kept apart, HEAD and 304 answered from 
 an unsafe method invalidating its URL. Against a real Node upstream that counts its requests.
 """
 import os
+import time
 import sys
 import unittest
 
@@ -146,3 +147,51 @@ class Cache(tp.ProxyCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CacheStale(tp.ProxyCase):
+    """A stale copy: revalidated with its ETag (a 304 refreshes it), and served when the upstream
+    fails within the route's grace (stale-if-error)."""
+    listen = ["127.0.0.1:0"]
+    upstream_specs = {"S": ("normal", {})}
+
+    @classmethod
+    def proxy_config(cls, ups):
+        cls.up = ups["S"]
+        return ([ut.pool_toml("api", [cls.up.address], tries=1, passive={"max_fails": 0})],
+                [ut.proxy_route("/api/", "api", strip_prefix="/api",
+                                cache={"ttl": "2h", "grace": "1h"})])
+
+    def get(self, path, headers=()):
+        return et.curl(f"http://127.0.0.1:{self.edge.port}{path}", headers=list(headers))
+
+    def test_1_revalidation_with_a_304(self):
+        path = "/api/text?bytes=400&cc=public,max-age=1&etag=%22r1%22&case=reval"
+        first = self.get(path)
+        self.assertEqual(first.header("cache-status"), "edge; fwd=miss; stored")
+        time.sleep(2.2)  # stale now (max-age=1)
+        before = self.up.count()["not_modified"]
+        r = self.get(path)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.header("cache-status"), "edge; fwd=stale; fwd-status=304; stored", r)
+        self.assertEqual(r.body, first.body)
+        # the 304's fields update the stored ones (RFC 9111 4.3.4): X-Served is the 304's
+        self.assertNotEqual(r.header("x-served"), first.header("x-served"))
+        self.assertEqual(self.up.count()["not_modified"], before + 1)
+        again = self.get(path)
+        self.assertTrue(again.header("cache-status").startswith("edge; hit"), again)
+
+    def test_2_stale_if_error(self):
+        path = "/api/text?bytes=400&cc=public,max-age=1&case=sie"
+        first = self.get(path)
+        self.assertEqual(first.status, 200)
+        time.sleep(2.2)
+        self.up.kill()  # SIGKILL by its PID: the pool has no server left
+        r = self.get(path)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.body, first.body)
+        self.assertIn("detail=stale-if-error", r.header("cache-status"))
+        # a URL never stored still gets the JSON error
+        r = self.get("/api/text?bytes=10&case=never")
+        self.assertEqual(r.status, 502)
+        self.assertEqual(r.header("content-type"), "application/json")

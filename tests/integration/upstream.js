@@ -420,6 +420,7 @@ function admin(req, res) {
       active: state.active,
       upgrades: state.upgrades,
       client_errors: state.clientErrors,
+      not_modified: state.not_modified || 0,
       by_path: state.byPath,
       methods: state.methods,
     });
@@ -459,6 +460,14 @@ function textRoute(req, res, entry) {
       headers["Content-Encoding"] = "gzip";
     }
     headers["Content-Length"] = body.length;
+    const inm = req.headers["if-none-match"];
+    if (q.get("etag") && inm && inm.split(",").map((t) => t.trim()).includes(q.get("etag"))) {
+      delete headers["Content-Length"];
+      state.not_modified = (state.not_modified || 0) + 1;
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
     res.writeHead(200, headers);
     res.end(body);
   });
