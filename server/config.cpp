@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 
+#include "routes/cache_purge.h"
 #include "routes/health.h"
 #include "routes/proxy.h"
 #include "routes/redirect.h"
@@ -893,7 +894,7 @@ class Loader {
          "spa_fallback", "immutable",      "hashed_assets", "cache_control", "dotfiles",
          "symlinks",     "max_body",       "headers",       "compress",      "security_headers",
          "csp",          "remove_headers", "proxy",         "strip_prefix",  "proxy_host",
-         "websocket",    "rate_limit",     "cache"});
+         "websocket",    "rate_limit",     "cache",         "cache_purge"});
     routes::Route r;
     r.line = line_of(t);
     if (auto* n = t.get("host")) {
@@ -943,9 +944,10 @@ class Loader {
     if (auto* n = t.get("security_headers")) r.security.enabled = boolean(*n, "security_headers");
     if (auto* n = t.get("csp")) r.security.csp = csp_table(*n);
     int handlers = (t.contains("health") ? 1 : 0) + (t.contains("root") ? 1 : 0) +
-                   (t.contains("redirect") ? 1 : 0) + (t.contains("proxy") ? 1 : 0);
+                   (t.contains("redirect") ? 1 : 0) + (t.contains("proxy") ? 1 : 0) +
+                   (t.contains("cache_purge") ? 1 : 0);
     if (handlers != 1)
-      fail(t, "a route needs exactly one handler: root, proxy, health or redirect");
+      fail(t, "a route needs exactly one handler: root, proxy, health, redirect or cache_purge");
     if (!t.contains("proxy")) {
       for (auto k : {"strip_prefix", "proxy_host", "websocket", "cache"})
         if (auto* n = t.get(k)) fail(*n, std::string(k) + " only applies to a route with proxy");
@@ -965,7 +967,19 @@ class Loader {
     }
     const toml::node* health_node = t.get("health");
     const toml::node* redirect_node = t.get("redirect");
-    if (auto* proxy = t.get("proxy")) {
+    if (auto* purge = t.get("cache_purge")) {
+      std::string token;
+      if (purge->is_table()) {
+        check_keys(*purge->as_table(), "cache_purge", {"token"});
+        if (auto* tk = purge->as_table()->get("token")) token = str(*tk, "token");
+      } else if (!boolean(*purge, "cache_purge")) {
+        fail(*purge, "cache_purge = false makes no route; remove it");
+      }
+      for (char c : token)
+        if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+          fail(*purge, "cache_purge: the token must not contain spaces or control characters");
+      r.handler = std::make_unique<routes::CachePurgeHandler>(cache_store, token);
+    } else if (auto* proxy = t.get("proxy")) {
       routes::ProxyOptions o;
       std::string name = str(*proxy, "proxy");
       for (const auto& p : pools)

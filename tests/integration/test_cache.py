@@ -27,7 +27,9 @@ class Cache(tp.ProxyCase):
         return ([ut.pool_toml("api", [cls.up.address])],
                 [ut.proxy_route("/small/", "api", strip_prefix="/small",
                                 cache={"ttl": "2h", "max_object": "1k"}),
-                 ut.proxy_route("/api/", "api", strip_prefix="/api", cache={"ttl": "2h"})])
+                 ut.proxy_route("/api/", "api", strip_prefix="/api", cache={"ttl": "2h"}),
+                 '\n[[route]]\npath = "/__edge/purge"\ncache_purge = true\n',
+                 '\n[[route]]\npath = "/__edge/purge-token"\ncache_purge = { token = "s3cret" }\n'])
 
     def get(self, path, headers=(), head=False, method=None):
         args = ["-X", method] if method else []
@@ -137,6 +139,39 @@ class Cache(tp.ProxyCase):
         r = self.get(path)
         self.assertFalse((r.header("cache-status") or "").startswith("edge; hit"), r)
         self.assertEqual(len(r.body), 5000)
+
+    def test_purge_by_url_prefix_and_tag(self):
+        host = f"127.0.0.1:{self.edge.port}"
+        paths = {
+            "a": f"/api/text?bytes=100&{PUBLIC}&case=pa",
+            "b": f"/api/text?bytes=100&{PUBLIC}&case=pb&tag=cards,user-7",
+        }
+        for p in paths.values():
+            self.get(p)
+            self.assertTrue(self.get(p).header("cache-status").startswith("edge; hit"))
+
+        def purge(query, route="/__edge/purge", headers=()):
+            return et.curl(f"http://{host}{route}?{query}", "-X", "POST", headers=list(headers))
+
+        import urllib.parse
+        r = purge("url=" + urllib.parse.quote(f"http://{host}{paths['a']}", safe=""))
+        self.assertEqual(r.status, 200, r)
+        self.assertIn(b'"purged":1', r.body)
+        self.assertEqual(self.get(paths["a"]).header("cache-status"), "edge; fwd=miss; stored")
+        r = purge("tag=user-7")
+        self.assertIn(b'"purged":1', r.body)
+        self.assertEqual(self.get(paths["b"]).header("cache-status"), "edge; fwd=miss; stored")
+        r = purge("prefix=" + urllib.parse.quote(f"http://{host}/api/", safe=""))
+        self.assertEqual(r.status, 200)
+        self.assertNotIn(b'"purged":0', r.body)
+        for p in paths.values():
+            self.assertEqual(self.get(p).header("cache-status"), "edge; fwd=miss; stored")
+        # the token route: without the token 403, with it 200; GET is refused
+        self.assertEqual(purge("tag=x", "/__edge/purge-token").status, 403)
+        ok = purge("tag=x", "/__edge/purge-token", headers=[("Authorization", "Bearer s3cret")])
+        self.assertEqual(ok.status, 200, ok)
+        self.assertEqual(et.curl(f"http://{host}/__edge/purge?tag=x").status, 405)
+        self.assertEqual(purge("nothing=1").status, 400)
 
     def test_request_no_cache_goes_upstream(self):
         path = f"/api/text?bytes=300&{PUBLIC}&case=reqnc"
