@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/run.sh — edge vs Debian's nginx (and, for the proxy cases, HAProxy), side by side, on the
+# bench/run.sh — edge vs Debian's nginx (and, for the proxy cases, HAProxy; for the cache cases, Varnish), side by side, on the
 # same generated site.
 #
 # Generates the deterministic site (../shared/anchors/make-site.sh), renders one config for
@@ -14,6 +14,7 @@
 #                                (no build wait, no measurement)
 #   CASES="api api_1k" SERVERS="edge nginx haproxy" bench/run.sh   the reverse-proxy cases (issue 5)
 #   CASES=rl SERVERS=edge bench/run.sh   the rate-limit cases (issue 7): api, api_rl, api_rl_redis
+#   CASES="cache_small cache_20k" SERVERS="edge nginx varnish" bench/run.sh   the cache-hit cases (issue 6)
 #
 # Compression cases (the 150 KB JS):
 #   js_br, js_gz          the site WITH .br/.gz/.zst siblings: edge (its default compression, serving
@@ -61,6 +62,32 @@
 #                     here pinned to the LOAD CPU (like the upstream), stopped by its PID at the end.
 # `api` (limiter off) is the main edge's /api/ route, as in the proxy cases.
 #
+# Cache-hit cases (issue 6; CASES=cache is both; not in the default CASES): GET through a shared cache
+# whose copy is fresh (one warm-up request in the probe stores it), same fast upstream as the api cases,
+# wrk -c CONN (run.sh's api case with PATH_API = the case's path). Every server answers the SAME URL on
+# a port of its own, and the upstream sees the same request it sees in the api cases:
+#   cache_small       GET API_PATH (/api/readings, the anchors' 291-byte JSON)
+#   cache_20k         GET CACHE_20K_PATH (/api/readings-20k): a fixed 20,480-byte JSON, written once to
+#                     BENCH_VAR/upstream/readings-20k.json and served by an exact-match location added to
+#                     the rendered upstream config (the anchors' /api/ location is left as it is)
+# Caches (CACHE_TTL, default 2h, for all three: the sitting never sees an expiry):
+#   edge     edge_cache (EDGE_CACHE_PORT): edge.toml's /api/ route + `cache = { ttl = CACHE_TTL,
+#            override = true }` (the upstream sends no Cache-Control, so override makes it storable),
+#            its own process like the rate-limit edges (same template, no TLS listener)
+#   nginx    a third server block in the same nginx (NGINX_CACHE_PORT) with the anchors'
+#            nginx-api-cache.inc (proxy_cache, proxy_cache_lock, X-Cache: $upstream_cache_status) and
+#            proxy_cache_path line; proxy_cache_valid 200 CACHE_TTL (the anchors': 10s)
+#   varnish  Debian's varnishd (SERVERS may include varnish, which runs only these cases) with the
+#            anchors' varnish.vcl (backend -> UPSTREAM_PORT, beresp.ttl = CACHE_TTL instead of 10s),
+#            -s malloc,256m -p thread_pools=1 -p thread_pool_min=16 -p thread_pool_max=1000 as in
+#            ../shared/anchors/servers.sh, -T none, pinned to the server CPU (VARNISH_PORT)
+# The probe checks status 200, the exact body (the upstream's own, byte for byte), application/json,
+# the security headers and that the answer is a hit (edge `Cache-Status: edge; hit…`, nginx
+# `X-Cache: HIT`, Varnish `X-Varnish` with two ids or `Age` > 0), then runs an unmeasured wrk burst
+# (CACHE_BURST_SECS) and checks that the upstream's request count (its stub_status, a location added
+# to the rendered upstream config) did not grow. Each cache RESULT line gets upstream_reqs= (requests
+# the upstream received during warm-up + measurement: 0 when every request was a hit).
+#
 # Environment (all optional):
 #   EDGE_BIN=build/edge   edge binary (relative to the repo root, or absolute)
 #   SERVERS="edge nginx"  which servers to run
@@ -69,10 +96,19 @@
 #                         (any case of ../shared/anchors/run.sh without TLS/api, plus js_br_mem js_gz_mem,
 #                         the tls_* cases and api api_1k; the word "tls" stands for every tls_* case,
 #                         "proxy" for "api api_1k", "rl" for "api api_rl api_rl_redis" (api_rl* run on
-#                         edge only: SKIP lines for nginx and haproxy)
+#                         edge only: SKIP lines for nginx and haproxy), "cache" for "cache_small cache_20k"
 #   SERVERS="edge nginx haproxy"  haproxy runs only the api cases (skipped, with a SKIP line, for the rest)
 #   EDGE_RL_PORT=8187  EDGE_RL_REDIS_PORT=8188  REDIS_PORT=6390   the rate-limit cases' edges / Redis
 #   REDIS_BIN=/usr/bin/redis-server       Redis (Debian package redis-server; redis-cli from redis-tools)
+#   SERVERS="edge nginx varnish"          varnish runs only the cache cases (skipped, with a SKIP line, for the rest);
+#                                         haproxy gets SKIP lines for the cache cases
+#   EDGE_CACHE_PORT=8189 NGINX_CACHE_PORT=8190 VARNISH_PORT=8191   the cache cases' listeners
+#   CACHE_TTL=2h                          every cache's lifetime for the stored copies (edge ttl, nginx
+#                                         proxy_cache_valid 200, Varnish beresp.ttl)
+#   CACHE_20K_PATH=/api/readings-20k      cache_20k's path (on the upstream: a fixed 20,480-byte JSON)
+#   CACHE_BURST_SECS=1                    cache probe: an unmeasured wrk -c CONN for this many s must not
+#                                         reach the upstream (0 = skip the burst)
+#   VARNISH_BIN=/usr/sbin/varnishd        Varnish (Debian package varnish)
 #   RUNS=3  DUR=6  WARMUP=1  CONN=64      per-case wrk: WARMUP s unmeasured, then DUR s measured
 #   API_1K_CONN=1000                      api_1k: wrk connections
 #   API_PATH=/api/readings                the api cases' request path (PATH_API of ../shared/anchors/run.sh)
@@ -116,14 +152,16 @@ VAR=${BENCH_VAR:-$BENCH/var}
 mkdir -p "$VAR" && VAR=$(cd "$VAR" && pwd)
 SITE=$VAR/site
 SITE_NOSIB=$VAR/site-nosib   # copy of SITE without the .br/.gz/.zst siblings (js_*_mem cases)
+CACHE_20K_FILE=$VAR/upstream/readings-20k.json   # cache_20k: the upstream's fixed 20,480-byte JSON (written once)
 R=$VAR/rendered
 
 SERVERS=${SERVERS:-edge nginx}
 TLS_CASES="tls_hs_new tls_hs_resumed tls_hs_new_stime tls_small tls_img"
 API_CASES="api api_1k"
 RL_CASES="api api_rl api_rl_redis"   # issue 7: the limiter off / local / Redis (not in the default CASES)
+CACHE_CASES="cache_small cache_20k"  # issue 6: cache hits through edge / nginx proxy_cache / Varnish (not in the default CASES)
 CASES=${CASES:-small index spa js_id img js_br js_gz js_br_mem js_gz_mem $TLS_CASES $API_CASES}
-CASES=$(for c in $CASES; do case $c in tls) echo $TLS_CASES ;; proxy) echo $API_CASES ;; rl) echo $RL_CASES ;; *) echo "$c" ;; esac; done |
+CASES=$(for c in $CASES; do case $c in tls) echo $TLS_CASES ;; proxy) echo $API_CASES ;; rl) echo $RL_CASES ;; cache) echo $CACHE_CASES ;; *) echo "$c" ;; esac; done |
         tr ' ' '\n' | awk '!seen[$0]++' | xargs)   # each case once ("proxy rl" names api twice)
 RUNS=${RUNS:-3}; DUR=${DUR:-6}; WARMUP=${WARMUP:-1}; CONN=${CONN:-64}
 API_1K_CONN=${API_1K_CONN:-1000}; API_PATH=${API_PATH:-/api/readings}
@@ -133,6 +171,9 @@ EDGE_PORT=${EDGE_PORT:-8180}; NGINX_PORT=${NGINX_PORT:-8181}
 EDGE_NOSIB_PORT=${EDGE_NOSIB_PORT:-8182}; NGINX_NOSIB_PORT=${NGINX_NOSIB_PORT:-8183}
 EDGE_TLS_PORT=${EDGE_TLS_PORT:-8184}; NGINX_TLS_PORT=${NGINX_TLS_PORT:-8185}
 EDGE_RL_PORT=${EDGE_RL_PORT:-8187}; EDGE_RL_REDIS_PORT=${EDGE_RL_REDIS_PORT:-8188}; REDIS_PORT=${REDIS_PORT:-6390}
+EDGE_CACHE_PORT=${EDGE_CACHE_PORT:-8189}; NGINX_CACHE_PORT=${NGINX_CACHE_PORT:-8190}; VARNISH_PORT=${VARNISH_PORT:-8191}
+CACHE_TTL=${CACHE_TTL:-2h}; CACHE_20K_PATH=${CACHE_20K_PATH:-/api/readings-20k}; CACHE_BURST_SECS=${CACHE_BURST_SECS:-1}
+UPSTREAM_STATUS_PATH=/bench-upstream-status   # stub_status on the upstream (cache cases): its request counter
 RL_REQUESTS=100000000; RL_WINDOW=24h; RL_WINDOW_S=86400   # the rate-limit cases' limit (edge.toml.in; the probe checks q= and w=): never reached
 HS_CONN=${HS_CONN:-1000}; STIME_SECS=${STIME_SECS:-5}; NGINX_TLS_SUITES=${NGINX_TLS_SUITES:-}
 VARIANT_WAIT=${VARIANT_WAIT:-30}
@@ -143,11 +184,13 @@ BUILD_WAIT_MAX=${BUILD_WAIT_MAX:-3600}
 QUIET_MAX=${QUIET_MAX:-25}; QUIET_WAIT=${QUIET_WAIT:-120}
 STRICT=${STRICT:-0}; NO_INSTALL=${NO_INSTALL:-0}; PROBE_ONLY=${PROBE_ONLY:-0}
 EDGE_LABEL=${EDGE_LABEL:-edge}; NGINX_LABEL=${NGINX_LABEL:-nginx}; HAPROXY_LABEL=${HAPROXY_LABEL:-haproxy}
+VARNISH_LABEL=${VARNISH_LABEL:-varnish}
 EDGE_BIN=${EDGE_BIN:-build/edge}
 case $EDGE_BIN in /*) ;; *) EDGE_BIN=$REPO/$EDGE_BIN ;; esac
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 REDIS_BIN=${REDIS_BIN:-/usr/bin/redis-server}
+VARNISH_BIN=${VARNISH_BIN:-/usr/sbin/varnishd}
 
 say() { echo "bench: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -160,19 +203,25 @@ any_mem_case() { local c; for c in $CASES; do is_mem_case "$c" && return 0; done
 is_tls_case() { case $1 in tls_*) return 0 ;; *) return 1 ;; esac; }
 any_tls_case() { local c; for c in $CASES; do is_tls_case "$c" && return 0; done; return 1; }
 # api cases go through the proxy route to the fast upstream (UPSTREAM_PORT); haproxy runs only these.
-is_api_case() { case $1 in api|api_1k|api_rl|api_rl_redis) return 0 ;; *) return 1 ;; esac; }
+# (the cache cases are api cases too: same upstream, same body checks; haproxy does not run them)
+is_api_case() { case $1 in api|api_1k|api_rl|api_rl_redis|cache_small|cache_20k) return 0 ;; *) return 1 ;; esac; }
 any_api_case() { local c; for c in $CASES; do is_api_case "$c" && return 0; done; return 1; }
 # the api cases all three proxies run (haproxy is started only for these)
 any_proxy_case() { local c; for c in $CASES; do case $c in api|api_1k) return 0 ;; esac; done; return 1; }
 # rate-limit cases (issue 7): edge only, each on its own edge process (edge_rl / edge_rl_redis)
 is_rl_case() { case $1 in api_rl|api_rl_redis) return 0 ;; *) return 1 ;; esac; }
+# cache-hit cases (issue 6): each server's cache on a port of its own (edge_cache, nginx's cache server, varnish)
+is_cache_case() { case $1 in cache_small|cache_20k) return 0 ;; *) return 1 ;; esac; }
+any_cache_case() { local c; for c in $CASES; do is_cache_case "$c" && return 0; done; return 1; }
 conn_of() { if [ "$1" = api_1k ]; then echo "$API_1K_CONN"; else echo "$CONN"; fi; }   # wrk -c of a case
 anchor_case() { # the case name ../shared/anchors/run.sh knows (js_br_mem -> js_br, tls_small -> small, api_1k -> api)
-  case $1 in tls_hs_new) echo hs_new ;; tls_*) echo "${1#tls_}" ;; api_*) echo api ;; *) echo "${1%_mem}" ;; esac
+  case $1 in tls_hs_new) echo hs_new ;; tls_*) echo "${1#tls_}" ;; api_*|cache_*) echo api ;; *) echo "${1%_mem}" ;; esac
 }
 skip_reason() { # skip_reason SERVER CASE -> why this server does not run this case (empty: it runs it)
   # nginx has no on-the-fly brotli in Debian 12 (libnginx-mod-http-brotli-static is the static half only)
-  if [ "$1" = nginx ] && [ "$2" = js_br_mem ]; then echo "Debian's_nginx_has_no_on-the-fly_brotli"
+  if [ "$1" = varnish ] && ! is_cache_case "$2"; then echo "varnish_is_a_cache_only_(cache_cases)"
+  elif [ "$1" = haproxy ] && is_cache_case "$2"; then echo "haproxy_has_no_cache_here_(cache_cases:_edge,_nginx,_varnish)"
+  elif [ "$1" = nginx ] && [ "$2" = js_br_mem ]; then echo "Debian's_nginx_has_no_on-the-fly_brotli"
   elif [ "$1" != edge ] && is_rl_case "$2"; then echo "edge's_rate_limit_(issue_7):_edge_only"
   elif [ "$1" = haproxy ] && ! is_api_case "$2"; then echo "haproxy_is_a_proxy_only_(api_cases)"; fi
 }
@@ -187,8 +236,12 @@ brotli_mod() { # path of Debian's brotli_static nginx module, or nothing
 }
 
 # ---------------------------------------------------------------- preconditions
-for s in $SERVERS; do case $s in edge|nginx|haproxy) ;; *) die "unknown server '$s' in SERVERS (edge, nginx, haproxy)";; esac; done
+for s in $SERVERS; do case $s in edge|nginx|haproxy|varnish) ;; *) die "unknown server '$s' in SERVERS (edge, nginx, haproxy, varnish)";; esac; done
 has haproxy && ! any_proxy_case && say "haproxy runs only the api cases api/api_1k (CASES has none): it is not started"
+has varnish && ! any_cache_case && say "varnish runs only the cache cases cache_small/cache_20k (CASES has none): it is not started"
+case $CACHE_BURST_SECS in ''|*[!0-9]*) die "CACHE_BURST_SECS must be a whole number of seconds";; esac
+case $CACHE_20K_PATH in /api/?*) ;; *) die "CACHE_20K_PATH must be under /api/ (the caches' routes)";; esac
+[[ $CACHE_TTL =~ ^[1-9][0-9]*[smh]$ ]] || die "CACHE_TTL must be a number and s, m or h, like 2h (edge, nginx and VCL all read it)"
 case $API_1K_CONN in ''|*[!0-9]*|0) die "API_1K_CONN must be a positive number";; esac
 if has edge && [ ! -x "$EDGE_BIN" ]; then
   die "edge binary not found at $EDGE_BIN — build it first (cmake) or set EDGE_BIN=/path/to/edge; SERVERS=nginx runs the nginx half alone"
@@ -202,6 +255,7 @@ need_pkgs=()
 has haproxy && any_proxy_case && [ ! -x "$HAPROXY_BIN" ] && need_pkgs+=(haproxy)
 has edge && has_case api_rl_redis && { [ ! -x "$REDIS_BIN" ] || ! command -v redis-cli >/dev/null; } &&
   need_pkgs+=(redis-server)   # pulls redis-tools (redis-cli)
+has varnish && any_cache_case && [ ! -x "$VARNISH_BIN" ] && need_pkgs+=(varnish)   # compiles its VCL with the system cc
 has nginx && has_case js_br && [ -z "$(brotli_mod)" ] && need_pkgs+=(libnginx-mod-http-brotli-static)   # brotli_static
 command -v wrk >/dev/null || need_pkgs+=(wrk)
 command -v curl >/dev/null || need_pkgs+=(curl)
@@ -216,6 +270,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   say "installing ${need_pkgs[*]}"
   sys_pid_before=$(cat /run/nginx.pid 2>/dev/null || true); sys_hap_before=$(cat /run/haproxy.pid 2>/dev/null || true)
   sys_redis_before=$(cat /run/redis/redis-server.pid 2>/dev/null || true)
+  sys_varnish_before=$(cat /run/varnishd.pid 2>/dev/null || true)
   DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
     "${need_pkgs[@]}" >"$VAR/apt.log" 2>&1 || { tail -20 "$VAR/apt.log" >&2; die "apt-get install failed (log: $VAR/apt.log)"; }
   # The Debian package may start its own nginx on :80 (when no policy-rc.d forbids it).
@@ -249,11 +304,21 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
       kill -TERM "$sys_pid" 2>/dev/null || true
     fi
   fi
+  # And for varnish (its service listens on :6081; the bench's Varnish is our own on VARNISH_PORT).
+  sys_pid=$(cat /run/varnishd.pid 2>/dev/null || true)
+  if command -v systemctl >/dev/null && systemctl is-active --quiet varnish 2>/dev/null; then
+    say "the varnish package started a system varnish service; stopping it"
+    systemctl stop varnish; systemctl disable varnish >/dev/null 2>&1 || true
+  elif [ -n "$sys_pid" ] && [ "$sys_pid" != "$sys_varnish_before" ] && kill -0 "$sys_pid" 2>/dev/null; then
+    say "the varnish package started a system varnishd (pid $sys_pid, :6081); stopping it"
+    kill -TERM "$sys_pid" 2>/dev/null || true
+  fi
 fi
 has haproxy && any_proxy_case && { [ -x "$HAPROXY_BIN" ] || die "haproxy still missing ($HAPROXY_BIN)"; }
 has edge && has_case api_rl_redis && { [ -x "$REDIS_BIN" ] && command -v redis-cli >/dev/null ||
   die "redis-server ($REDIS_BIN) or redis-cli still missing (Debian packages redis-server, redis-tools)"; }
 any_api_case && { [ -x "$NGINX_BIN" ] || die "nginx (the api cases' upstream) still missing ($NGINX_BIN)"; }
+has varnish && any_cache_case && { [ -x "$VARNISH_BIN" ] || die "varnishd still missing ($VARNISH_BIN; Debian package varnish)"; }
 for t in wrk curl brotli gzip taskset python3; do command -v $t >/dev/null || die "$t still missing"; done
 BROTLI_MOD=$(brotli_mod)
 
@@ -329,17 +394,22 @@ declare -A PID PORT
 PORT[edge]=$EDGE_PORT; PORT[nginx]=$NGINX_PORT; PORT[edge_nosib]=$EDGE_NOSIB_PORT
 PORT[haproxy]=$HAPROXY_PORT; PORT[upstream]=$UPSTREAM_PORT
 PORT[edge_rl]=$EDGE_RL_PORT; PORT[edge_rl_redis]=$EDGE_RL_REDIS_PORT; PORT[redis]=$REDIS_PORT
+PORT[edge_cache]=$EDGE_CACHE_PORT; PORT[varnish]=$VARNISH_PORT
 # Processes started here: the servers, plus a second edge (edge_nosib, the no-sibling site) when a
 # js_*_mem case is asked for. nginx serves both sites from one process (two server blocks).
 # haproxy only when an api case is asked for; then also the fast upstream (an nginx on the load CPU),
 # listed first so it is up before the proxies and stopped with them.
 # The rate-limit cases add an edge per limiter (edge_rl: memory store, edge_rl_redis: Redis store) and,
 # for the Redis one, a redis-server on the load CPU (listed last: stopped after the edge that uses it).
+# The cache cases add an edge with the cached /api/ route (edge_cache) and Varnish (when SERVERS names it);
+# nginx's cache is a server block of the same nginx.
 INSTANCES=""
 any_api_case && INSTANCES="upstream"
 for s in $SERVERS; do
   [ "$s" = haproxy ] && ! any_proxy_case && continue
+  [ "$s" = varnish ] && ! any_cache_case && continue
   INSTANCES="$INSTANCES $s"
+  [ "$s" = edge ] && any_cache_case && INSTANCES="$INSTANCES edge_cache"
   [ "$s" = edge ] && any_mem_case && INSTANCES="$INSTANCES edge_nosib"
   [ "$s" = edge ] && has_case api_rl && INSTANCES="$INSTANCES edge_rl"
   [ "$s" = edge ] && has_case api_rl_redis && INSTANCES="$INSTANCES edge_rl_redis"
@@ -348,11 +418,14 @@ case " $INSTANCES " in *" edge_rl_redis "*) INSTANCES="$INSTANCES redis" ;; esac
 inst_of() { # inst_of SERVER CASE -> the process instance that serves this case
   if [ "$1" = edge ] && is_mem_case "$2"; then echo edge_nosib
   elif [ "$1" = edge ] && is_rl_case "$2"; then echo "$2" | sed 's/^api_/edge_/'   # api_rl -> edge_rl, api_rl_redis -> edge_rl_redis
+  elif [ "$1" = edge ] && is_cache_case "$2"; then echo edge_cache
   else echo "$1"; fi
 }
 port_of() { # port_of SERVER CASE (the api cases use each server's main port; haproxy has only HAPROXY_PORT)
   if [ "$1" = haproxy ]; then echo "$HAPROXY_PORT"
+  elif [ "$1" = varnish ]; then echo "$VARNISH_PORT"
   elif is_rl_case "$2"; then echo "${PORT[$(inst_of "$1" "$2")]}"
+  elif is_cache_case "$2"; then [ "$1" = edge ] && echo "$EDGE_CACHE_PORT" || echo "$NGINX_CACHE_PORT"
   elif is_tls_case "$2"; then [ "$1" = edge ] && echo "$EDGE_TLS_PORT" || echo "$NGINX_TLS_PORT"
   elif is_mem_case "$2"; then [ "$1" = edge ] && echo "$EDGE_NOSIB_PORT" || echo "$NGINX_NOSIB_PORT"
   else echo "${PORT[$1]}"; fi
@@ -387,12 +460,12 @@ start_server() { # start_server NAME CMD... — foreground process pinned to SER
 }
 start_server_on() { # start_server_on CPU NAME CMD... — the same, pinned to CPU ("" = not pinned)
   local cpu=$1 name=$2; shift 2
-  local port=${PORT[$name]} pin=(env); [ -n "$cpu" ] && pin=(taskset -c "$cpu")
+  local port=${PORT[$name]} pin=(env) wait=${START_WAIT:-10}; [ -n "$cpu" ] && pin=(taskset -c "$cpu")
   stop_server "$name"          # a PID left over from an interrupted run of this script
   port_open "$port" && die "port $port is already in use by something else; set ${name^^}_PORT"
   nohup "${pin[@]}" "$@" >"$VAR/log/$name.out" 2>&1 &
   PID[$name]=$!; echo "${PID[$name]}" > "$VAR/run/$name.pid"
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 $((wait * 10))); do
     port_open "$port" && { say "$name started: pid ${PID[$name]}, cpu ${cpu:-any}, http://127.0.0.1:$port"; return 0; }
     kill -0 "${PID[$name]}" 2>/dev/null || break
     sleep 0.1
@@ -473,18 +546,21 @@ fi
 TLS_SED=(-e '/^__TLS__/d'); any_tls_case && TLS_SED=(-e 's/^__TLS__//')
 # Lines starting with __API__ are the /api/ proxy (upstream pool + route): kept only for the api cases.
 API_SED=(-e '/^__API__/d'); any_api_case && API_SED=(-e 's/^__API__//')
+# Lines starting with __CACHE__ are the cache cases' (nginx: proxy_cache_path + the cache server): only for them.
+CACHE_SED=(-e '/^__CACHE__/d'); any_cache_case && CACHE_SED=(-e 's/^__CACHE__//')
 if [ -n "$NGINX_TLS_SUITES" ]; then
   NGINX_TLS_EXTRA="        ssl_prefer_server_ciphers on; ssl_conf_command Ciphersuites $NGINX_TLS_SUITES;   # NGINX_TLS_SUITES"
 else
   NGINX_TLS_EXTRA="        ssl_prefer_server_ciphers off;   # the client's TLS 1.3 suite order, as in the anchors"
 fi
-render_edge() { # render_edge OUT PORT ROOT [tls] [api] [rl=STORE] [rlr]
+render_edge() { # render_edge OUT PORT ROOT [tls] [api] [rl=STORE] [rlr] [cache]
   # rl=STORE keeps the __RL__ lines (the /api/ route's rate_limit and [rate_limit] store = STORE),
-  # rlr also the __RLR__ ones (on_store_error = "deny" for the Redis store)
-  local tls=(-e '/^__TLS__/d') api=(-e '/^__API__/d') rl=(-e '/^__RL__/d') rlr=(-e '/^__RLR__/d') store="" f
+  # rlr also the __RLR__ ones (on_store_error = "deny" for the Redis store); cache keeps the __CACHE__
+  # lines (the /api/ route's cache = { ttl = CACHE_TTL, override = true })
+  local tls=(-e '/^__TLS__/d') api=(-e '/^__API__/d') rl=(-e '/^__RL__/d') rlr=(-e '/^__RLR__/d') cache=(-e '/^__CACHE__/d') store="" f
   for f in "${@:4}"; do case $f in tls) tls=("${TLS_SED[@]}") ;; api) api=("${API_SED[@]}") ;;
-    rl=*) rl=(-e 's/^__RL__//'); store=${f#rl=} ;; rlr) rlr=(-e 's/^__RLR__//') ;; esac; done
-  sed "${tls[@]}" "${api[@]}" "${rl[@]}" "${rlr[@]}" -e "s#__RL_STORE__#$(esc "$store")#g" \
+    rl=*) rl=(-e 's/^__RL__//'); store=${f#rl=} ;; rlr) rlr=(-e 's/^__RLR__//') ;; cache) cache=(-e 's/^__CACHE__//') ;; esac; done
+  sed "${tls[@]}" "${api[@]}" "${rl[@]}" "${rlr[@]}" "${cache[@]}" -e "s#__CACHE_TTL__#$CACHE_TTL#g" -e "s#__RL_STORE__#$(esc "$store")#g" \
       -e "s#__RL_REQUESTS__#$RL_REQUESTS#g" -e "s#__RL_WINDOW__#$RL_WINDOW#g" \
       -e "s#__LOG_LEVEL__#$(esc "$EDGE_LOG_LEVEL")#g" -e "s#__PORT__#$2#g" -e "s#__ROOT__#$(esc "$3")#g" \
       -e "s#__TLS_PORT__#$EDGE_TLS_PORT#g" -e "s#__CERT__#../certs/ecdsa.crt#g" -e "s#__KEY__#../certs/ecdsa.key#g" \
@@ -496,7 +572,9 @@ render_edge "$R/edge-nosib.toml" "$EDGE_NOSIB_PORT" ../site-nosib
 # The rate-limit cases: edge.toml's /api/ route (and static site) plus the limiter, one file per store.
 render_edge "$R/edge-rl.toml" "$EDGE_RL_PORT" ../site api rl=memory
 render_edge "$R/edge-rl-redis.toml" "$EDGE_RL_REDIS_PORT" ../site api rl=redis://127.0.0.1:$REDIS_PORT rlr
-sed "${TLS_SED[@]}" "${API_SED[@]}" -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" -e "s#__UPSTREAM_KEEPALIVE__#$UPSTREAM_KEEPALIVE#g" \
+# The cache cases: edge.toml's /api/ route (and static site) plus the route's cache table.
+render_edge "$R/edge-cache.toml" "$EDGE_CACHE_PORT" ../site api cache
+sed "${TLS_SED[@]}" "${API_SED[@]}" "${CACHE_SED[@]}" -e "s#__CACHE_PORT__#$NGINX_CACHE_PORT#g" -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" -e "s#__UPSTREAM_KEEPALIVE__#$UPSTREAM_KEEPALIVE#g" \
     -e "s#__TLS_PORT__#$NGINX_TLS_PORT#g" -e "s#__CERT__#$(esc "$CERT")#g" -e "s#__KEY__#$(esc "$CERT_KEY")#g" \
     -e "s#__NGINX_TLS_EXTRA__#$(esc "$NGINX_TLS_EXTRA")#g" \
     -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" \
@@ -521,6 +599,20 @@ if any_api_case; then
       -e "s#^worker_cpu_affinity 10;.*#$(esc "$UP_AFFINITY")#" "$ANCH/conf/nginx-upstream.conf" > "$R/nginx-upstream.conf"
   grep -q "listen 127.0.0.1:$UPSTREAM_PORT " "$R/nginx-upstream.conf" && grep -qF "$UP_AFFINITY" "$R/nginx-upstream.conf" ||
     die "could not set the port/CPU of $ANCH/conf/nginx-upstream.conf (expected 'listen 127.0.0.1:9001 ' and 'worker_cpu_affinity 10;')"
+  if any_cache_case; then
+    # The cache cases add two exact-match locations to the rendered upstream (the anchors' /api/
+    # location, and so /api/readings, stay as they are): cache_20k's fixed JSON, and stub_status, whose
+    # request counter shows whether a cache let anything through.
+    awk -v p="$CACHE_20K_PATH" -v f="$CACHE_20K_FILE" -v st="$UPSTREAM_STATUS_PATH" '
+      /^ *location \/ \{ return 404; \}/ && !done {
+        print "        # bench/run.sh, cache cases only: cache_20k'"'"'s fixed JSON (written once) and the request counter"
+        print "        location = " p " { types { } default_type application/json; alias " f "; }"
+        print "        location = " st " { stub_status; }"
+        done = 1 }
+      { print } END { if (!done) exit 1 }' "$R/nginx-upstream.conf" > "$R/nginx-upstream.conf.tmp" &&
+      mv "$R/nginx-upstream.conf.tmp" "$R/nginx-upstream.conf" ||
+      die "could not add the cache cases' locations to $R/nginx-upstream.conf (expected 'location / { return 404; }')"
+  fi
   awk '$1=="add_header"{ v=$0; sub(/^[^"]*"/, "", v); sub(/"[^"]*$/, "", v);
          printf "    http-response set-header %s \"%s\"\n", $2, v }' "$ANCH/conf/nginx-sec-headers.inc" > "$R/haproxy-sec-headers.cfg"
   sed -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__PORT__#$HAPROXY_PORT#g" -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" \
@@ -531,6 +623,45 @@ if any_api_case; then
   if has haproxy && any_proxy_case; then
     "$HAPROXY_BIN" -c -q -f "$R/haproxy.cfg" >"$VAR/log/haproxy.check" 2>&1 ||
       { cat "$VAR/log/haproxy.check" >&2; die "haproxy -c rejected $R/haproxy.cfg"; }
+  fi
+fi
+
+# The cache cases (issue 6): cache_20k's body (made once, deterministic), nginx's cache include and
+# Varnish's VCL, both rendered from the anchors' own files with the upstream port and the lifetime
+# (CACHE_TTL instead of the anchors' 10 s) replaced.
+if any_cache_case; then
+  mkdir -p "$(dirname "$CACHE_20K_FILE")" "$VAR/nginx-cache" "$VAR/varnish"
+  python3 - "$CACHE_20K_FILE.tmp" <<'JSON' || die "could not write $CACHE_20K_FILE"
+import json, sys
+N = 20480   # bytes, newline included (the anchors' 291-byte JSON ends with one too)
+head = '{"ok":true,"station":"ST-0042","unit":"C","readings":['
+tail = '],"alerts":[],"source":"bench-upstream","version":"1.0.0","trace":"0af7651916cd43dd","pad":"'
+end = '"}\n'
+items, i = [], 0
+while True:
+    it = '{"t":"2024-06-01T%02d:%02d:00Z","v":%.1f}' % (i // 60, i % 60, 18.0 + (i * 37 % 71) / 10)
+    if len(head) + len(",".join(items + [it])) + len(tail) + len(end) > N:
+        break
+    items.append(it); i += 1
+body = head + ",".join(items) + tail
+body += "0" * (N - len(body) - len(end)) + end
+assert len(body.encode()) == N and json.loads(body)["readings"]
+open(sys.argv[1], "w").write(body)
+JSON
+  if cmp -s "$CACHE_20K_FILE.tmp" "$CACHE_20K_FILE"; then rm -f "$CACHE_20K_FILE.tmp"; else mv "$CACHE_20K_FILE.tmp" "$CACHE_20K_FILE"; fi
+  sed -e "s#__CONF__#$(esc "$R")#g" \
+      -e "s|proxy_cache_valid 200 10s;|proxy_cache_valid 200 $CACHE_TTL;   # CACHE_TTL (bench/run.sh; the anchors': 10s)|" \
+      "$ANCH/conf/nginx-api-cache.inc" > "$R/nginx-api-cache.inc"
+  grep -q "proxy_cache_valid 200 $CACHE_TTL;" "$R/nginx-api-cache.inc" && grep -q 'X-Cache \$upstream_cache_status' "$R/nginx-api-cache.inc" ||
+    die "could not render $ANCH/conf/nginx-api-cache.inc (expected 'proxy_cache_valid 200 10s;' and 'add_header X-Cache \$upstream_cache_status')"
+  sed -e "s|\.port = \"9001\";|.port = \"$UPSTREAM_PORT\";   # UPSTREAM_PORT (bench/run.sh; the anchors': 9001)|" \
+      -e "s|set beresp\.ttl = 10s;|set beresp.ttl = $CACHE_TTL;   # CACHE_TTL (bench/run.sh; the anchors': 10s)|" \
+      "$ANCH/conf/varnish.vcl" > "$R/varnish.vcl"
+  grep -q "\.port = \"$UPSTREAM_PORT\";" "$R/varnish.vcl" && grep -q "set beresp.ttl = $CACHE_TTL;" "$R/varnish.vcl" ||
+    die "could not render $ANCH/conf/varnish.vcl (expected '.port = \"9001\";' and 'set beresp.ttl = 10s;')"
+  if has varnish; then   # -C: compile the VCL (with the system cc) and exit
+    "$VARNISH_BIN" -C -j none -n "$VAR/varnish" -f "$R/varnish.vcl" >"$VAR/log/varnish.check" 2>&1 ||
+      { tail -20 "$VAR/log/varnish.check" >&2; die "varnishd -C rejected $R/varnish.vcl"; }
   fi
 fi
 
@@ -552,6 +683,7 @@ REDIS
 
 if has edge; then
   rl_confs=""; has_case api_rl && rl_confs+=" edge-rl"; has_case api_rl_redis && rl_confs+=" edge-rl-redis"
+  any_cache_case && rl_confs+=" edge-cache"
   for f in edge edge-nosib $rl_confs; do
     "$EDGE_BIN" --check --config "$R/$f.toml" >"$VAR/log/$f.check" 2>&1 ||
       { cat "$VAR/log/$f.check" >&2; die "edge --check rejected $R/$f.toml"; }
@@ -581,7 +713,11 @@ case " $INSTANCES " in *" edge_rl "*)
   start_server edge_rl "$EDGE_BIN" --config "$R/edge-rl.toml" || exit 1 ;; esac
 case " $INSTANCES " in *" edge_rl_redis "*)
   start_server edge_rl_redis "$EDGE_BIN" --config "$R/edge-rl-redis.toml" || exit 1 ;; esac
+case " $INSTANCES " in *" edge_cache "*)
+  start_server edge_cache "$EDGE_BIN" --config "$R/edge-cache.toml" || exit 1 ;; esac
 if has nginx; then
+  # nginx keeps its cache on disk across restarts: start from an empty one (BENCH_VAR/nginx-cache is ours)
+  if any_cache_case; then rm -rf "$VAR/nginx-cache" && mkdir -p "$VAR/nginx-cache" || die "could not empty $VAR/nginx-cache"; fi
   start_server nginx "$NGINX_BIN" -p "$VAR" -e "$VAR/log/nginx.error.log" -c "$R/nginx.conf" || exit 1
   if any_mem_case; then
     for _ in $(seq 1 50); do port_open "$NGINX_NOSIB_PORT" && break; sleep 0.1; done
@@ -591,6 +727,16 @@ if has nginx; then
 fi
 case " $INSTANCES " in *" haproxy "*)   # -db: foreground, no master-worker; nbthread 1
   start_server haproxy "$HAPROXY_BIN" -db -f "$R/haproxy.cfg" || exit 1 ;; esac
+case " $INSTANCES " in *" varnish "*)   # -F: foreground (manager + child); the anchors' storage and thread settings
+  # (servers.sh), -T none: no management port (not needed; varnishstat reads the shared memory). It
+  # compiles the VCL with cc at start: allow 30 s.
+  START_WAIT=30 start_server varnish "$VARNISH_BIN" -F -j none -n "$VAR/varnish" -a "127.0.0.1:$VARNISH_PORT" -T none \
+    -f "$R/varnish.vcl" -s malloc,256m -p thread_pools=1 -p thread_pool_min=16 -p thread_pool_max=1000 || exit 1 ;; esac
+if any_cache_case && has nginx; then
+  for _ in $(seq 1 50); do port_open "$NGINX_CACHE_PORT" && break; sleep 0.1; done
+  port_open "$NGINX_CACHE_PORT" || die "nginx does not listen on its cache port $NGINX_CACHE_PORT; see $VAR/log/nginx.error.log"
+  say "nginx also serves /api/ through proxy_cache on http://127.0.0.1:$NGINX_CACHE_PORT"
+fi
 if any_tls_case; then for s in $SERVERS; do
   [ "$s" = haproxy ] && continue
   p=$(port_of "$s" tls_small)
@@ -606,9 +752,23 @@ if any_api_case; then
   [ "$UP_CHECK" = "200 291" ] || say "warning: the upstream answers $API_PATH directly with '$UP_CHECK' (the anchors': '200 291')"
   say "upstream: GET $API_PATH directly -> ${UP_CHECK:-nothing} B"
 fi
+# cache_20k's reference: the upstream's own answer too (it must be the file written above, 20,480 B)
+UPSTREAM_BODY_20K=$VAR/log/upstream-body-20k.json; UP_CHECK_20K=""
+if any_cache_case; then
+  UP_CHECK_20K=$(curl -s --http1.1 --max-time 10 -o "$UPSTREAM_BODY_20K" -w '%{http_code} %{size_download}' "http://127.0.0.1:$UPSTREAM_PORT$CACHE_20K_PATH")
+  { [ "$UP_CHECK_20K" = "200 $(stat -c %s "$CACHE_20K_FILE")" ] && cmp -s "$UPSTREAM_BODY_20K" "$CACHE_20K_FILE"; } ||
+    say "warning: the upstream answers $CACHE_20K_PATH directly with '$UP_CHECK_20K' (want 200 and $CACHE_20K_FILE)"
+  say "upstream: GET $CACHE_20K_PATH directly -> ${UP_CHECK_20K:-nothing} B"
+fi
+# The upstream's request counter (stub_status "requests"; the cache cases add the location). Reading it
+# is itself one request: a read right after another gives +1.
+upstream_reqs() {
+  curl -s --http1.1 --max-time 5 "http://127.0.0.1:$UPSTREAM_PORT$UPSTREAM_STATUS_PATH" | awk 'NR == 3 && NF == 3 {print $3}'
+}
 label_of() { # RESULT/PROBE label of a server; MEM label of an instance
   case $1 in edge) echo "$EDGE_LABEL" ;; edge_nosib) echo "$EDGE_LABEL-nosib" ;; haproxy) echo "$HAPROXY_LABEL" ;;
              edge_rl) echo "$EDGE_LABEL-rl" ;; edge_rl_redis) echo "$EDGE_LABEL-rl-redis" ;;
+             edge_cache) echo "$EDGE_LABEL-cache" ;; varnish) echo "$VARNISH_LABEL" ;;
              upstream) echo upstream ;; redis) echo redis ;; *) echo "$NGINX_LABEL" ;; esac
 }
 
@@ -626,6 +786,10 @@ RAW=$VAR/results/raw-$STAMP.txt
       echo "# rate limit: /api/ rate_limit = { requests = $RL_REQUESTS, window = \"$RL_WINDOW\" }; api_rl: edge_rl :$EDGE_RL_PORT store memory$(
         case " $INSTANCES " in *" redis "*) echo "; api_rl_redis: edge_rl_redis :$EDGE_RL_REDIS_PORT store redis://127.0.0.1:$REDIS_PORT ($("$REDIS_BIN" --version | cut -d' ' -f3), cpu ${LOADGEN_CPU:-any})" ;; esac)" ;; esac
   fi
+  if any_cache_case; then
+    echo "# cache: cache_small GET $API_PATH (${UP_CHECK:-?} B), cache_20k GET $CACHE_20K_PATH (${UP_CHECK_20K:-?} B); CACHE_TTL=$CACHE_TTL on every cache; edge: edge_cache :$EDGE_CACHE_PORT cache = { ttl = \"$CACHE_TTL\", override = true }; nginx: proxy_cache (the anchors' nginx-api-cache.inc) :$NGINX_CACHE_PORT; varnish :$VARNISH_PORT; CACHE_BURST_SECS=$CACHE_BURST_SECS"
+    has varnish && echo "# varnish: $("$VARNISH_BIN" -V 2>&1 | head -1) ($(dpkg-query -W -f '${Package} ${Version}' varnish 2>/dev/null)), -s malloc,256m -p thread_pools=1 -p thread_pool_min=16 -p thread_pool_max=1000"
+  fi
   if any_tls_case; then
     echo "# tls: cert $CERT (ECDSA P-256, sha256 $CERT_FP) on edge :$EDGE_TLS_PORT and nginx :$NGINX_TLS_PORT; $(openssl version); $(h2load --version 2>/dev/null | head -1); nginx TLS 1.3 suites: ${NGINX_TLS_SUITES:-client order (default)}; HS_CONN=$HS_CONN STIME_SECS=$STIME_SECS"
   fi
@@ -641,7 +805,8 @@ case_path() {
     small) echo /assets/small-D1kP3xWa.svg ;; index) echo /index.html ;; root) echo / ;;
     spa) echo /readings/123 ;; js_id|js_br|js_gz|js_br_mem|js_gz_mem) echo "/$JS" ;;
     css_br) echo /assets/index-B4mZ9kQe.css ;; img) echo /assets/hero-Bx8nR2Tq.jpg ;;
-    api|api_1k|api_rl|api_rl_redis) echo "$API_PATH" ;;
+    api|api_1k|api_rl|api_rl_redis|cache_small) echo "$API_PATH" ;;
+    cache_20k) echo "$CACHE_20K_PATH" ;;
     *) echo "" ;;
   esac
 }
@@ -661,7 +826,8 @@ case_want() { # case_want CASE -> sets WSIZE (empty = any), WENC (Accept-Encodin
     js_gz_mem) WENC=gzip; WFILE=$SITE/$JS ;;
     css_br) WSIZE=$(stat -c %s "$SITE/assets/index-B4mZ9kQe.css.br"); WENC=br; WFILE=$SITE/assets/index-B4mZ9kQe.css ;;
     # through the proxy: the upstream's own answer byte for byte (291 B JSON), no Cache-Control required
-    api|api_1k|api_rl|api_rl_redis) WSIZE=$(stat -c %s "$UPSTREAM_BODY"); WFILE=$UPSTREAM_BODY; WCC=""; WCT=application/json ;;
+    api|api_1k|api_rl|api_rl_redis|cache_small) WSIZE=$(stat -c %s "$UPSTREAM_BODY"); WFILE=$UPSTREAM_BODY; WCC=""; WCT=application/json ;;
+    cache_20k) WSIZE=$(stat -c %s "$UPSTREAM_BODY_20K"); WFILE=$UPSTREAM_BODY_20K; WCC=""; WCT=application/json ;;
     *) WCC="" ;;
   esac
 }
@@ -673,6 +839,22 @@ redis_calls() {
     awk -F'[:=,]' '/^cmdstat_(evalsha|eval):/{n += $3; ok = 1} /^# Commandstats/{ok = 1} END{if (ok) print n + 0}'
 }
 decode() { case $1 in br) brotli -d -c ;; gzip) gzip -d -c ;; *) cat ;; esac; }
+# cache_marker SERVER HEADERS -> "yes|no MARKER": whether the response is a cache hit, by each cache's own
+# header (edge: RFC 9211 Cache-Status "edge; hit; ttl=…"; nginx: the anchors' X-Cache: $upstream_cache_status;
+# Varnish: X-Varnish carries two transaction ids on a hit (this request's and the one that stored it), or Age > 0)
+cache_marker() {
+  local v a
+  case $1 in
+    edge) v=$(hdr_val "$2" cache-status); v=${v// /}
+          case ${v,,} in edge\;hit|edge\;hit\;*) echo "yes ${v:--}" ;; *) echo "no ${v:--}" ;; esac ;;
+    nginx) v=$(hdr_val "$2" x-cache); v=${v// /}
+           [ "$v" = HIT ] && echo "yes $v" || echo "no ${v:--}" ;;
+    varnish) v=$(hdr_val "$2" x-varnish); a=$(hdr_val "$2" age)
+             if [[ $v =~ ^[0-9]+\ +[0-9]+$ ]] || [[ $a =~ ^[0-9]+$ && $a -gt 0 ]]; then echo "yes xv:${v// /_},age:${a:--}"
+             else echo "no xv:${v// /_},age:${a:--}"; fi ;;
+    *) echo "no -" ;;
+  esac
+}
 
 # Edge compresses a file without siblings once, in the background; until then it answers with the
 # identity. Ask for each coding until the variant is there, so the measurement sees the hit path.
@@ -703,6 +885,8 @@ probe_case() { # probe_case SERVER CASE -> PROBE line; sets BAD=1 on a mismatch
   case_want "$c"; port=$(port_of "$s" "$c")
   h=$VAR/log/probe-$s-$c.headers; b=$VAR/log/probe-$s-$c.body
   local ae=(); [ "$WENC" != - ] && ae=(-H "Accept-Encoding: $WENC")
+  # the cache cases: one warm-up request first (the miss that stores the copy); the probe's is then a hit
+  is_cache_case "$c" && curl -s --http1.1 --max-time 10 -o /dev/null -D "$h.warm" "${ae[@]}" "http://127.0.0.1:$port$path"
   out=$(curl -s --http1.1 --max-time 10 -o "$b" -D "$h" "${ae[@]}" -w '%{http_code} %{size_download} %{size_header}' \
         "http://127.0.0.1:$port$path") || problems+=("curl failed")
   read -r status size hbytes <<<"$out"
@@ -750,6 +934,29 @@ probe_case() { # probe_case SERVER CASE -> PROBE line; sets BAD=1 on a mismatch
       if [ -z "$c0" ] || [ -z "$c1" ]; then problems+=("redis-cli -p $REDIS_PORT got no INFO commandstats")
       elif [ "$c1" -le "$c0" ]; then problems+=("Redis took no rate-limit call for a request (EVALSHA calls $c0 -> $c1)"); fi
       extra+=" redis_calls_per_req=$(( ${c1:-0} - ${c0:-0} ))"
+    fi
+  fi
+  if is_cache_case "$c"; then
+    # issue 6: the answer is a hit, and an unmeasured burst (wrk -c CONN, CACHE_BURST_SECS) of the same
+    # request never reaches the upstream (its stub_status request count grows only by our own read)
+    local hit mark wmark u0 u1 w f e errs="" pin=(); local -A kv=(); [ -n "$LOADGEN_CPU" ] && pin=(taskset -c "$LOADGEN_CPU")
+    read -r hit mark < <(cache_marker "$s" "$h"); read -r _ wmark < <(cache_marker "$s" "$h.warm")
+    [ "$hit" = yes ] || problems+=("not a cache hit after a warm-up request ($mark; warm-up: $wmark)")
+    extra+=" hit=$hit marker=$mark warm=$wmark"
+    if [ "$CACHE_BURST_SECS" != 0 ]; then
+      u0=$(upstream_reqs)
+      w=$("${pin[@]}" timeout $((CACHE_BURST_SECS + 30)) wrk -t1 -c"$CONN" -d"${CACHE_BURST_SECS}s" --timeout 5s \
+          -s "$ANCH/report.lua" "http://127.0.0.1:$port$path" 2>&1 | tee "$VAR/log/probe-$s-$c.wrk" | sed -n 's/^WRK //p')
+      u1=$(upstream_reqs)
+      for f in $w; do kv[${f%%=*}]=${f#*=}; done
+      [ -n "$w" ] && [ "${kv[reqs]:-0}" != 0 ] || problems+=("burst: wrk -c$CONN got no answer (log/probe-$s-$c.wrk)")
+      for e in connect read write status timeout; do
+        errs+="${errs:+,}$e:${kv[err_$e]:-?}"
+        [ "${kv[err_$e]:-0}" = 0 ] || problems+=("burst: ${kv[err_$e]} $e errors")
+      done
+      if [ -z "$u0" ] || [ -z "$u1" ]; then problems+=("the upstream's stub_status ($UPSTREAM_STATUS_PATH) did not answer")
+      elif [ $((u1 - u0 - 1)) != 0 ]; then problems+=("burst: the upstream got $((u1 - u0 - 1)) request(s) during ${kv[reqs]:-?} (not all hits)"); fi
+      extra+=" burst_secs=$CACHE_BURST_SECS burst_reqs=${kv[reqs]:-0} burst_upstream=$([ -n "$u0" ] && [ -n "$u1" ] && echo $((u1 - u0 - 1)) || echo '?') burst_errors=$errs"
     fi
   fi
   if [ "$c" = api_1k ] && [ "$PROBE_CONC_SECS" != 0 ]; then
@@ -932,7 +1139,7 @@ tls_run() {
 CLK=$(getconf CLK_TCK)
 
 measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) appended to RAW
-  local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0 inst port ac rc0 rc1 rextra
+  local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0 inst port ac rc0 rc1 rextra up0 up1
   inst=$(inst_of "$s" "$c"); port=$(port_of "$s" "$c"); ac=$(anchor_case "$c")
   for try in $(seq 0 "$BUILD_RETRIES"); do
     wait_no_build
@@ -946,12 +1153,13 @@ measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) ap
     ( while :; do build_busy && : > "$flag"; sleep 1; done ) & sampler=$!; SAMPLER=$sampler
     l0=$(cut -d' ' -f1 /proc/loadavg)
     rextra=""; [ "$c" = api_rl_redis ] && rc0=$(redis_calls)
+    is_cache_case "$c" && up0=$(upstream_reqs)
     # run.sh knows js_br/js_gz; a js_*_mem case is the same request to the no-sibling site's port
     if is_tls_case "$c"; then
       out=$(tls_run "$s" "$c" "$run" "$port")
     else
       # api_1k is run.sh's api at API_1K_CONN connections (conn_of); PATH_API is the api cases' path
-      out=$(CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" CONN="$(conn_of "$c")" LOADGEN_CPU="$LOADGEN_CPU" PATH_API="$API_PATH" \
+      out=$(CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" CONN="$(conn_of "$c")" LOADGEN_CPU="$LOADGEN_CPU" PATH_API="$(case_path "$c")" \
             SERVER_PID="${PID[$inst]}" RUN_ID="$run" \
             timeout "$bound" "$ANCH/run.sh" "http://127.0.0.1:$port" "$(label_of "$s")" | sed "s/ case=$ac / case=$c /")
     fi
@@ -959,6 +1167,9 @@ measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) ap
     # Redis's rate-limit calls over warm-up + measurement (>= the measured reqs when every request
     # was decided by Redis)
     [ "$c" = api_rl_redis ] && { rc1=$(redis_calls); rextra=" redis_calls=$(( ${rc1:-0} - ${rc0:-0} ))"; }
+    # the cache cases: requests the upstream got during run.sh's probe + warm-up + measurement (0 = all hits)
+    if is_cache_case "$c"; then up1=$(upstream_reqs)
+      if [ -n "$up0" ] && [ -n "$up1" ]; then rextra+=" upstream_reqs=$((up1 - up0 - 1))"; else rextra+=" upstream_reqs=?"; fi; fi
     [ -n "$out" ] || out="RESULT label=$(label_of "$s") case=$c run=$run rps=0 error=run_sh_failed"
     if [ -e "$flag" ] && [ "$try" -lt "$BUILD_RETRIES" ]; then
       say "a build ran during $s $c (run $run); discarding and repeating"; continue
@@ -989,7 +1200,7 @@ SUM=$VAR/results/summary-$STAMP.md
 {
   echo "## $(echo $SERVERS | sed 's/ / vs /g') — $STAMP UTC (RUNS=$RUNS DUR=${DUR}s WARMUP=${WARMUP}s, server CPU$SERVER_CPU, wrk CPU$LOADGEN_CPU -c$CONN$(has_case api_1k && echo ", api_1k -c$API_1K_CONN"))"
   echo
-  python3 "$BENCH/table.py" --edge "$EDGE_LABEL" --nginx "$NGINX_LABEL" --haproxy "$HAPROXY_LABEL" "$RAW"
+  python3 "$BENCH/table.py" --edge "$EDGE_LABEL" --nginx "$NGINX_LABEL" --haproxy "$HAPROXY_LABEL" --varnish "$VARNISH_LABEL" "$RAW"
   echo
   echo "<details><summary>full table (../shared/anchors/summarize.py)</summary>"
   echo

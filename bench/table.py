@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""table.py [--edge LABEL] [--nginx LABEL] [--haproxy LABEL] RAW... — edge vs nginx table from bench/run.sh raw files.
+"""table.py [--edge LABEL] [--nginx LABEL] [--haproxy LABEL] [--varnish LABEL] RAW... — edge vs nginx table from bench/run.sh raw files.
 
 Per case, medians over runs of:
   CPU µs/req = 1e6 / (rps / (srv_cpu/100))   server user+sys CPU per request (lower is better)
@@ -19,6 +19,10 @@ The rate-limit cases (issue 7: the same /api/ request through edge with a limit 
 counters or Redis) get a small table "Rate limiting (issue 7)": req/s and CPU µs/req of api (off),
 api_rl (local) and api_rl_redis, each as a ratio to off, and the goals (local costs < 3 % of the
 throughput, Redis keeps ≥ 70 %).
+The cache-hit cases (issue 6: cache_small, the 291-byte JSON, and cache_20k, a 20,480-byte JSON, served
+from a fresh stored copy) get a table "Cache hits (issue 6)": CPU µs/req, req/s and p99 of edge, nginx
+proxy_cache and Varnish side by side, the hit check of the probe and the upstream's requests during the
+runs, and the goal line (a hit costs no more than a static file, ≤ 18 µs).
 """
 import argparse, re, statistics
 from collections import OrderedDict
@@ -27,17 +31,22 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--edge", default="edge")
 ap.add_argument("--nginx", default="nginx")
 ap.add_argument("--haproxy", default="haproxy")
+ap.add_argument("--varnish", default="varnish")
 ap.add_argument("raw", nargs="+")
 a = ap.parse_args()
-E, N, H = a.edge, a.nginx, a.haproxy
+E, N, H, V = a.edge, a.nginx, a.haproxy, a.varnish
 API = ("api", "api_1k")    # reverse-proxy cases: their own table (three servers)
 RL = ("api_rl", "api_rl_redis")   # rate-limit cases (edge only): their own table, with api as "off"
+CACHE = ("cache_small", "cache_20k")   # cache-hit cases (issue 6): their own table (edge, nginx, varnish)
 
 res = OrderedDict()      # case -> label -> [kv]
 probe, mem, memidle, skip, variant = {}, OrderedDict(), OrderedDict(), {}, []
+cache_ttl = None         # from bench/run.sh's "# cache: … CACHE_TTL=2h …" header line
 for path in a.raw:
     for line in open(path):
         kv = dict(re.findall(r'(\w+)=(\S+)', line))
+        if line.startswith("# cache:"):
+            cache_ttl = kv.get("CACHE_TTL", cache_ttl)
         if line.startswith("RESULT "):
             res.setdefault(kv["case"], {}).setdefault(kv["label"], []).append(kv)
         elif line.startswith("PROBE "):
@@ -116,11 +125,11 @@ NOTES = {  # what a case measures (printed under the table when present)
     "js_gz_mem": "site without siblings, gzip: edge's own variant (level 9, once) vs nginx on-the-fly gzip level 6 (every request)",
 }
 
-if any(not c.startswith("tls_") and c not in API and c not in RL for c in res):
+if any(not c.startswith("tls_") and c not in API and c not in RL and c not in CACHE for c in res):
     print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status enc size) | others' load before, edge / nginx | n |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|")
 for case, by in res.items():
-    if case.startswith("tls_") or case in API or case in RL:
+    if case.startswith("tls_") or case in API or case in RL or case in CACHE:
         continue
     e, n = stats(by.get(E, [])), stats(by.get(N, []))
     g = lambda s, k, spec: fmt(s[k], spec) if s else "–"
@@ -357,6 +366,86 @@ if any(c in res for c in RL):
         if rs:
             print("- `%s` per run, req/s (µs/req): %s" % (case, ", ".join(
                 "%s (%s)" % (fmt(num(r.get("rps")), ".0f"), fmt(us_per_req(r), ".1f")) for r in rs)))
+
+# Cache hits (issue 6): edge's shared cache, nginx proxy_cache and Varnish on the same upstream.
+ccases = [c for c in CACHE if c in res]
+if ccases:
+    labs = [E, N, V]
+    CDESC = {"cache_small": "291-byte JSON (`/api/readings`)", "cache_20k": "20,480-byte JSON"}
+    print()
+    print("Cache hits (issue 6): GET /api/… answered from each cache's fresh copy (stored by one warm-up request; "
+          "upstream = the api cases' fast nginx on the load CPU), wrk -c%s. Server CPU µs per request, median of "
+          "the runs (min–max):" % next((r.get("conns", "?") for c in ccases for l in labs
+                                        for r in res[c].get(l, [])), "?"))
+    print()
+    print("| case | CPU µs/req %s | CPU µs/req %s | CPU µs/req %s | edge/nginx | edge/varnish | req/s %s | p99 ms %s | "
+          "srv CPU %s | check %s (status size, hit, upstream requests during the runs) | others' load before | n |" % (
+              E, N, V, " / ".join(labs), " / ".join(labs), " / ".join(labs), " / ".join(labs)))
+    print("|---|---:|---:|---:|---:|---:|---|---|---|---|---|---:|")
+
+    def cache_check(label, case, s):
+        c = check(label, case, s)
+        if s is None:
+            return c
+        p = probe.get((label, case), {})
+        if p.get("hit") == "yes":
+            c += " hit ✓"
+        elif p:
+            c += " **not a hit (%s)**" % p.get("marker", "?")
+        ups = [num(r.get("upstream_reqs")) for r in res[case][label]]
+        if ups and all(u == u for u in ups):
+            tot = int(sum(ups))
+            c += (" upstream +0" if tot == 0 else " **upstream +%d**" % tot)
+        if p.get("burst_upstream") not in (None, "0"):
+            c += " **burst upstream +%s**" % p.get("burst_upstream")
+        return c
+
+    goals = []
+    for case in ccases:
+        by = res[case]
+        st = {l: stats(by.get(l, [])) for l in labs}
+        span = lambda s: ("**%s** (%s–%s)" % (fmt(s["us"], ".1f"), fmt(s["us_lo"], ".0f"), fmt(s["us_hi"], ".0f"))) if s else "–"
+        ratio = lambda x, y: ("%.2f" % (x["us"] / y["us"])) if x and y and x["us"] == x["us"] and y["us"] == y["us"] and y["us"] else "–"
+        join = lambda f: " / ".join(f(st[l]) if st[l] else "–" for l in labs)
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            case, span(st[E]), span(st[N]), span(st[V]), ratio(st[E], st[N]), ratio(st[E], st[V]),
+            join(lambda s: fmt(s["rps"], ".0f")), join(lambda s: fmt(s["p99"], ".2f")),
+            join(lambda s: fmt(s["srv"], ".0f") + "%"),
+            " / ".join(cache_check(l, case, st[l]) for l in labs),
+            join(lambda s: fmt(s["pre"], ".0f") + "%"),
+            "/".join(str(st[l]["n"]) if st[l] else "0" for l in labs)))
+        e = st[E]
+        if e:
+            goals.append("%s edge %s µs %s" % (case, fmt(e["us"], ".1f"), ("✓" if e["us"] <= 18 else "✗") if e["us"] == e["us"] else "?"))
+    print()
+    if goals:
+        g = "Goal (issue 6): a hit costs no more than a static file, ≤ 18 µs/req (edge, median): %s." % "; ".join(goals)
+        sm = stats(res.get("small", {}).get(E, []))
+        if sm and sm["us"] == sm["us"]:
+            # the issue's "no more than a static file": against edge's own 1 KB static file, same sitting
+            g += " Against edge's static 1 KB file (`small`, %s µs, this sitting): %s." % (fmt(sm["us"], ".1f"), "; ".join(
+                "%s ×%s %s" % (c, fmt(u / sm["us"], ".2f"), "✓" if u <= sm["us"] else "✗")
+                for c, u in ((c, stats(res[c][E])["us"]) for c in ccases if res[c].get(E)) if u == u))
+        print(g)
+    for case in ccases:
+        print("- `%s`: %s" % (case, CDESC.get(case, "?")))
+    print("- edge: its own process (`edge-cache` in the memory table), the /api/ route with "
+          "`cache = { ttl = \"%s\", override = true }`; nginx: the anchors' `nginx-api-cache.inc` "
+          "(`proxy_cache`, X-Cache) in a server block of the same nginx; Varnish: the anchors' `varnish.vcl`, "
+          "`-p thread_pools=1 -p thread_pool_min=16 -p thread_pool_max=1000`, whole process on the server CPU. "
+          "Same lifetime for all three (CACHE_TTL = %s: nginx `proxy_cache_valid 200`, Varnish `beresp.ttl`)." % (
+              cache_ttl or "?", cache_ttl or "?"))
+    print("- Anchors (../shared/anchors/BASELINE.md, /api cache hit, quiet re-run): nginx proxy_cache 32 µs, "
+          "Varnish 43 µs (issue 6, another sitting: 38 and 46 µs); they kept a 10 s lifetime (a refresh every 10 s).")
+    print("- p99 is only comparable when every server's `srv CPU` is near 100 % (wrk and the upstream share the load CPU).")
+    for case in ccases:
+        per = []
+        for lab in labs:
+            rs = res[case].get(lab, [])
+            if rs:
+                per.append("%s %s" % (lab, ", ".join("%s (%s)" % (fmt(num(r.get("rps")), ".0f"), fmt(us_per_req(r), ".1f"))
+                                                    for r in rs)))
+        print("- `%s` per run, req/s (µs/req): %s" % (case, "; ".join(per)))
 
 if mem or memidle:
     print()
