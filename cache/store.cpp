@@ -135,6 +135,40 @@ std::size_t Store::purge_tag(std::string_view tag) {
   return doomed.size();
 }
 
+bool Store::lead(std::string_view key, unsigned worker) {
+  std::lock_guard lock(mu_);
+  auto now = std::chrono::steady_clock::now();
+  auto it = leads_.find(std::string(key));
+  if (it == leads_.end() || now - it->second.since > std::chrono::seconds(30)) {
+    leads_[std::string(key)] = Lead{now, 0};
+    return true;
+  }
+  if (worker < 64) it->second.waiters |= std::uint64_t{1} << worker;
+  return false;
+}
+
+void Store::done(std::string_view key) {
+  std::uint64_t waiters = 0;
+  std::string k(key);
+  std::vector<std::function<void(const std::string&)>*> wake;
+  {
+    std::lock_guard lock(mu_);
+    auto it = leads_.find(k);
+    if (it == leads_.end()) return;
+    waiters = it->second.waiters;
+    leads_.erase(it);
+    for (unsigned w = 0; w < wake_.size() && w < 64; ++w)
+      if ((waiters >> w) & 1 && wake_[w]) wake.push_back(&wake_[w]);
+  }
+  for (auto* f : wake) (*f)(k);  // (registered once at start, never changed after)
+}
+
+void Store::on_done(unsigned worker, std::function<void(const std::string&)> wake) {
+  std::lock_guard lock(mu_);
+  if (wake_.size() <= worker) wake_.resize(worker + 1);
+  wake_[worker] = std::move(wake);
+}
+
 std::size_t Store::bytes() const {
   std::lock_guard lock(mu_);
   return bytes_;

@@ -4,8 +4,10 @@
 // shared_ptr, so a hit is served from the stored bytes without a copy while a purge or a newer
 // response replaces it.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -59,6 +61,14 @@ class Store {
   std::size_t bytes() const;
   std::size_t entries() const;
 
+  // Request coalescing: the first miss for a key leads (fetches, then calls done()); the others
+  // (any worker) wait and are told when it is done, to look again. A lead older than 30 s is
+  // taken as lost. `worker` < 64 identifies the waiter's worker for the wake-up.
+  bool lead(std::string_view key, unsigned worker);
+  void done(std::string_view key);
+  // Each worker's wake-up: called (from the leader's thread) with a key it waits for.
+  void on_done(unsigned worker, std::function<void(const std::string&)> wake);
+
   // The request's value for a Vary name, normalised (lists joined with ", ", blanks trimmed).
   static std::string vary_value(const http::HeaderList& request, std::string_view name);
 
@@ -73,6 +83,13 @@ class Store {
   void erase(Entry* e);  // from the map and the LRU (lock held)
   bool matches(const CachedResponse& r, const http::HeaderList& request,
                std::string_view coding) const;
+
+  struct Lead {
+    std::chrono::steady_clock::time_point since;
+    std::uint64_t waiters = 0;  // a bit per waiting worker
+  };
+  std::unordered_map<std::string, Lead> leads_;
+  std::vector<std::function<void(const std::string&)>> wake_;
 
   mutable std::mutex mu_;
   std::size_t max_bytes_, max_object_;

@@ -195,6 +195,15 @@ void ProxyHandler::handle(http::Exchange& ex) const {
       if (serve_from_cache(ex, o_, stale)) return;
       f.cache_store = req.method == http::Method::kGet;
       f.cache_request_time = ex.now ? ex.now : std::time(nullptr);
+      if (f.cache_store && !req.has_body && !ex.cache_waited) {
+        // Coalescing: one fetch per key at a time, the other misses wait for its outcome.
+        if (o_.cache->lead(f.cache_key, ex.worker_id)) {
+          f.cache_lead = true;
+        } else {
+          f.cache_wait = true;
+          return;  // no pool: the runtime parks the request until the fetch is done
+        }
+      }
       if (stale) {
         f.cache_stale = stale;
         // Its validators go up unless the client sent its own (then a 304 is the client's).

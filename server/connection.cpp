@@ -127,6 +127,7 @@ bool Connection::reading_paused() const {
     case Phase::kTunnel:
       return (proxying_ && proxy_->request_backlogged()) || (buf_ && end_ == cap_ && start_ < end_);
     case Phase::kLimit:
+    case Phase::kCacheWait:
       return true;
     case Phase::kWait:
       // Reading on only notices a client that leaves; pipelined bytes wait in the buffer. TLS
@@ -149,6 +150,7 @@ void Connection::on_poll(uv_poll_t* p, int status, int events) {
 
 void Connection::close() {
   if (phase_ == Phase::kClosed) return;
+  if (phase_ == Phase::kCacheWait) w_.cache_unwait(ex_->forward.cache_key, this);
   phase_ = Phase::kClosed;
   if (proxy_) proxy_->abort();
   if (limit_ticket_) limit_ticket_->waiter = nullptr;  // its reply finds nobody
@@ -179,6 +181,12 @@ void Connection::close_when_idle() {
 
 void Connection::check_timeout(std::uint64_t now_ms) {
   if (phase_ == Phase::kClosed || deadline_ms_ == 0 || now_ms < deadline_ms_) return;
+  if (phase_ == Phase::kCacheWait) {  // waited long enough: fetch it ourselves
+    w_.cache_unwait(ex_->forward.cache_key, this);
+    ex_->cache_waited = true;
+    cache_ready();
+    return;
+  }
   if (phase_ == Phase::kWait || phase_ == Phase::kTunnel || phase_ == Phase::kLimit ||
       (phase_ == Phase::kBody && proxying_ && proxy_->request_backlogged())) {
     // The upstream's timeouts govern; only a client that stopped reading is cut here.
@@ -208,7 +216,8 @@ bool Connection::make_room() {
   }
   if (phase_ == Phase::kTunnel && start_ == end_) start_ = end_ = 0;
   if (end_ < cap_) return true;
-  if (phase_ == Phase::kWait || phase_ == Phase::kTunnel || phase_ == Phase::kLimit)
+  if (phase_ == Phase::kWait || phase_ == Phase::kTunnel || phase_ == Phase::kLimit ||
+      phase_ == Phase::kCacheWait)
     return false;  // views point into it
   if (phase_ == Phase::kBody) {
     // Keep the head (the views use it) and the body bytes not parsed yet, moved down to it.
@@ -1091,6 +1100,20 @@ void Connection::start_proxy() {
   ex.forward.reset();
   route_->handler->handle(ex);
   bool body_follows = !message_done_;
+  if (ex.forward.cache_wait) {
+    // Another request fetches this URL: wait for its outcome (then a hit, usually), not longer
+    // than the upstream's header_timeout.
+    phase_ = Phase::kCacheWait;
+    w_.cache_wait(ex.forward.cache_key, this);
+    auto limit = route_->handler && dynamic_cast<const routes::ProxyHandler*>(route_->handler.get())
+                     ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get())
+                           ->options()
+                           .pool->header_timeout
+                     : w_.config()->server.header_timeout;
+    expire_in(limit);
+    update_poll();
+    return;
+  }
   if (!ex.forward.pool) {  // answered here (405 …): an unread body makes the connection unusable
     if (body_follows) closing_ = true;
     finish_response();
@@ -1183,6 +1206,13 @@ void Connection::proxy_fail(int status) {
   if (phase_ == Phase::kBody) closing_ = true;
   finish_response();
   if (!processing_) process();
+}
+
+void Connection::cache_ready() {
+  if (phase_ != Phase::kCacheWait) return;
+  phase_ = Phase::kHead;
+  start_proxy();  // the route again: a hit now, or this request leads (or waits once more)
+  if (!processing_ && phase_ != Phase::kClosed) process();
 }
 
 void Connection::proxy_answer() {

@@ -28,7 +28,8 @@ class Connection : public ProxyClient, public LimitWaiter {
   void start();
   // Stops reading and closes once idle (graceful stop); closes at once when idle now.
   void close_when_idle();
-  void close();  // immediate
+  void close();        // immediate
+  void cache_ready();  // the fetch this request waited for ended: look in the cache again
   // Timeout check from the worker's sweep.
   void check_timeout(std::uint64_t now_ms);
 
@@ -39,7 +40,17 @@ class Connection : public ProxyClient, public LimitWaiter {
   // kWait: a proxied request is complete (or its body is not wanted) and the response is on its
   // way from the upstream; kTunnel: bytes pass both ways after a 101.
   // kLimit: waiting for the rate-limit store's decision (Redis) before anything else.
-  enum class Phase : unsigned char { kHead, kBody, kWait, kTunnel, kLimit, kLinger, kClosed };
+  // kCacheWait: parked until another request's fetch of the same cache key ends.
+  enum class Phase : unsigned char {
+    kHead,
+    kBody,
+    kWait,
+    kTunnel,
+    kLimit,
+    kCacheWait,
+    kLinger,
+    kClosed
+  };
   ~Connection() override;
 
   // ProxyClient

@@ -76,6 +76,15 @@ void ProxySession::start(http::Exchange& ex, const routes::Route* route, bool bo
   capture_.reset();
   stale_ = std::static_pointer_cast<const cache::CachedResponse>(ex.forward.cache_stale);
   revalidated_ = false;
+  lead_store_.reset();
+  if (ex.forward.cache_lead) {
+    const auto* handler =
+        route ? dynamic_cast<const routes::ProxyHandler*>(route->handler.get()) : nullptr;
+    if (handler && handler->options().cache) {
+      lead_store_ = handler->options().cache;
+      lead_key_ = ex.forward.cache_key;
+    }
+  }
   attempt();
 }
 
@@ -216,7 +225,15 @@ void ProxySession::client_eof() {
   if (state_ == State::kTunnel) abort();
 }
 
+void ProxySession::end_lead() {
+  if (!lead_store_) return;
+  auto store = std::move(lead_store_);
+  lead_store_.reset();
+  store->done(lead_key_);
+}
+
 void ProxySession::abort() {
+  end_lead();
   encoder_.reset();
   capture_.reset();
   if (up_) {
@@ -337,6 +354,7 @@ void ProxySession::fail_attempt(int status, bool retryable) {
 }
 
 void ProxySession::fail_client(int status) {
+  end_lead();
   // stale-if-error (RFC 5861): the origin's allowance or the route's grace.
   if (stale_ && !head_sent_) {
     const auto* handler =
@@ -401,6 +419,7 @@ void ProxySession::refresh_from_304() {
 }
 
 void ProxySession::finish(bool keep_upstream) {
+  end_lead();  // (any path: a tunnel, a response cut, …)
   if (up_) {
     up_->server->active.fetch_sub(1, std::memory_order_relaxed);
     w_.upstreams().release(up_, keep_upstream);
@@ -423,6 +442,7 @@ void ProxySession::on_read(ssize_t n, const char* data) {
       // A body delimited by the close: EOF completes it.
       if (!end_encoding()) return;
       cache_store();
+      end_lead();
       finish(false);
       return;
     }
@@ -488,10 +508,12 @@ void ProxySession::feed(const char* data, std::size_t len) {
         up_ = nullptr;
       }
       state_ = State::kIdle;
+      end_lead();
       client_.proxy_answer();
       return;
     }
     cache_store();
+    end_lead();  // (stored first: the waiters find it)
     finish(keep);
     return;
   }

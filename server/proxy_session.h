@@ -92,6 +92,7 @@ class ProxySession {
   void cache_store();            // the response is complete: into the store
   void fail_client(int status);  // no response: a stale copy within its grace, or the error
   void refresh_from_304();       // the stale copy, revalidated: stored again and answered
+  void end_lead();               // a coalesced fetch is over: its waiters look again
 
   Worker& w_;
   ProxyClient& client_;
@@ -115,6 +116,8 @@ class ProxySession {
   std::shared_ptr<cache::Store> cache_;
   std::shared_ptr<const cache::CachedResponse> stale_;  // from the exchange's Forward
   bool revalidated_ = false;  // a 304 refreshed stale_: the client gets the stored copy
+  std::shared_ptr<cache::Store> lead_store_;  // set while this exchange leads its key's fetch
+  std::string lead_key_;
   std::string cache_status_;
   std::size_t cache_max_object_ = 0;
   bool body_replayable_ = true;

@@ -37,6 +37,16 @@ Worker::Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<A
   uv_timer_init(&loop_, &accept_pause_);
   uv_prepare_init(&loop_, &flush_prepare_);
   upstreams_ = std::make_unique<Upstreams>(*this, config_->upstreams.size());
+  uv_async_init(&loop_, &cache_async_,
+                [](uv_async_t* a) { static_cast<Worker*>(a->loop->data)->cache_wake(); });
+  if (config_->cache_store)
+    config_->cache_store->on_done(id_, [this](const std::string& key) {
+      {
+        std::lock_guard lock(cache_mu_);
+        cache_done_.push_back(key);
+      }
+      uv_async_send(&cache_async_);
+    });
   if (config_->has_limits && config_->rate_limit.store == routes::RateLimitSettings::Store::kRedis)
     redis_ = std::make_unique<RedisLimiter>(*this, config_->rate_limit);
   if (id == 0) health_ = std::make_unique<HealthChecker>(*this);
@@ -217,6 +227,33 @@ void Worker::maybe_finish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&accept_pause_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&flush_prepare_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&cache_async_), nullptr);
+}
+
+void Worker::cache_wait(const std::string& key, Connection* c) {
+  cache_waiters_[key].push_back(c);
+}
+
+void Worker::cache_unwait(const std::string& key, Connection* c) {
+  auto it = cache_waiters_.find(key);
+  if (it == cache_waiters_.end()) return;
+  std::erase(it->second, c);
+  if (it->second.empty()) cache_waiters_.erase(it);
+}
+
+void Worker::cache_wake() {
+  std::vector<std::string> keys;
+  {
+    std::lock_guard lock(cache_mu_);
+    keys.swap(cache_done_);
+  }
+  for (const std::string& k : keys) {
+    auto it = cache_waiters_.find(k);
+    if (it == cache_waiters_.end()) continue;
+    std::vector<Connection*> waiting = std::move(it->second);
+    cache_waiters_.erase(it);
+    for (Connection* c : waiting) c->cache_ready();
+  }
 }
 
 void Worker::make_request_id(char* out) {

@@ -5,8 +5,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "server/config.h"
@@ -42,6 +44,9 @@ class Worker : public http::Scheduler {
   Upstreams& upstreams() { return *upstreams_; }
   RedisLimiter* redis() { return redis_.get(); }  // null unless [rate_limit] store is Redis
   std::vector<std::string>& limit_keys() { return limit_keys_; }  // scratch for one decision
+  // Requests parked until another request's fetch of their cache key ends (coalescing).
+  void cache_wait(const std::string& key, Connection* c);
+  void cache_unwait(const std::string& key, Connection* c);
   std::uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
   bool stopping() const { return stopping_; }
   void make_request_id(char* out16);  // 16 hex characters
@@ -106,6 +111,11 @@ class Worker : public http::Scheduler {
   std::unique_ptr<Upstreams> upstreams_;
   std::unique_ptr<RedisLimiter> redis_;
   std::vector<std::string> limit_keys_;
+  std::unordered_map<std::string, std::vector<Connection*>> cache_waiters_;
+  uv_async_t cache_async_{};  // another thread's fetch ended: keys in cache_done_
+  std::mutex cache_mu_;
+  std::vector<std::string> cache_done_;
+  void cache_wake();
   std::unique_ptr<class HealthChecker> health_;  // worker 0 runs the active checks
   Connection* conns_ = nullptr;                  // intrusive list
   std::size_t conn_count_ = 0;

@@ -111,6 +111,7 @@ struct Exchange {
   Forward forward;            // set by a proxy handler: the runtime forwards the request upstream
   std::string ip_buf;         // storage for req.client_ip when a trusted proxy named the client
   std::string extra_headers;  // "\r\nName: value" lines the codec adds (rate-limit headers)
+  bool cache_waited = false;  // waited once for another request's fetch: no waiting again
 
   // A short generated body (error pages, JSON) owned by the exchange.
   void set_text(int status, std::string_view content_type, std::string_view text) {

@@ -124,6 +124,10 @@ struct Forward {
   // with the request, so a 304 refreshes it.
   std::shared_ptr<const void> cache_stale;
   bool cache_revalidating = false;
+  // Coalescing: this request leads the fetch of its key (the runtime reports when it ends), or
+  // another one does and this one waits for it (no pool then).
+  bool cache_lead = false;
+  bool cache_wait = false;
 
   void reset() {
     pool = nullptr;
@@ -133,6 +137,7 @@ struct Forward {
     cache_key.clear();
     hash = 0;
     upgrade = idempotent = cache_store = cache_invalidate = cache_revalidating = false;
+    cache_lead = cache_wait = false;
     cache_request_time = 0;
     cache_stale.reset();
   }

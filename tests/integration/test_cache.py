@@ -173,6 +173,28 @@ class Cache(tp.ProxyCase):
         self.assertEqual(et.curl(f"http://{host}/__edge/purge?tag=x").status, 405)
         self.assertEqual(purge("nothing=1").status, 400)
 
+    def test_concurrent_misses_coalesce(self):
+        # 40 clients at once for a URL the upstream takes 400 ms to answer: one fetch per edge
+        # (all workers share the lead), the others wait for it and get the stored copy.
+        import threading
+        path = f"/api/text?bytes=1000&{PUBLIC}&ms=400&case=coalesce"
+        before = self.upstream_hits()
+        results = []
+
+        def one():
+            results.append(self.get(path))
+
+        threads = [threading.Thread(target=one) for _ in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(15)
+        self.assertEqual(len(results), 40)
+        self.assertTrue(all(r.status == 200 and len(r.body) == 1000 for r in results), results[:3])
+        self.assertEqual(self.upstream_hits() - before, 1)
+        statuses = [r.header("cache-status") for r in results]
+        self.assertEqual(sum(1 for s in statuses if s == "edge; fwd=miss; stored"), 1, statuses)
+
     def test_request_no_cache_goes_upstream(self):
         path = f"/api/text?bytes=300&{PUBLIC}&case=reqnc"
         self.get(path)

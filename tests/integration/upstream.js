@@ -42,11 +42,12 @@
 //   /reset               resets the connection without answering
 //   /powered             sets X-Powered-By, Server and X-Custom-Resp
 //   /status?code=N       answers status N (JSON body unless the status forbids one)
-//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=H&cookie=K&tag=T   N bytes of repetitive
+//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=H&cookie=K&tag=T&ms=D   N bytes of repetitive
 //                        JSON-ish text (default 4000), Content-Type T (default application/json),
 //                        optional Cache-Control, ETag, Vary (the body is then prefixed with that
 //                        request header's value), Set-Cookie, Cache-Tag; with ce=gzip a body really
-//                        gzipped by Node's zlib. X-Served: the instance's request count then.
+//                        gzipped by Node's zlib; answered after D ms. X-Served: the instance's
+//                        request count then.
 //   /ws                  WebSocket echo (text, binary, ping -> pong, close); 426 without Upgrade
 //   anything else        404 JSON {error, url, method, instance}
 // Admin (never affected by --mode, not counted):
@@ -441,7 +442,12 @@ function admin(req, res) {
 function textRoute(req, res, entry) {
   const q = query(req);
   const n = intParam(q, "bytes", 4000, 64 * 1024 * 1024);
-  consume(req, entry, () => {
+  const delay = intParam(q, "ms", 0, 60000);
+  consume(req, entry, () => (delay ? setTimeout(() => textAnswer(req, res, q, n), delay) : textAnswer(req, res, q, n)));
+}
+
+function textAnswer(req, res, q, n) {
+  {
     const unit = '{"card":"The Star","meaning":"hope, renewal","reversed":false},\n';
     let body = Buffer.from(unit.repeat(Math.ceil(n / unit.length)).slice(0, n));
     const headers = { "Content-Type": q.get("type") || "application/json", "X-Upstream": opts.name };
@@ -470,7 +476,7 @@ function textRoute(req, res, entry) {
     }
     res.writeHead(200, headers);
     res.end(body);
-  });
+  }
 }
 
 const ROUTES = {
