@@ -3,6 +3,7 @@
 // upstream; hop-by-hop fields go, the X-Forwarded-* family is rebuilt.
 #include "routes/proxy.h"
 
+#include <algorithm>
 #include <charconv>
 
 #include "server/http/conditional.h"
@@ -135,6 +136,33 @@ void answer_from(http::Exchange& ex, std::shared_ptr<const cache::CachedResponse
   resp.body.keep = std::move(r);
 }
 
+void cache_key(const http::Request& req, bool sort, const std::vector<std::string>& ignore,
+               std::string& out) {
+  out.assign(req.tls ? "https://" : "http://");
+  for (char c : req.host) out.push_back(http::ascii_lower(c));
+  out.append(req.path);
+  if (req.query.empty()) return;
+  if (!sort && ignore.empty()) {
+    out.append("?").append(req.query);
+    return;
+  }
+  // (Only routes that ask for it pay for this.)
+  std::vector<std::string_view> params;
+  std::string_view q = req.query;
+  while (!q.empty()) {
+    std::size_t amp = q.find('&');
+    std::string_view p = q.substr(0, amp);
+    std::string_view name = p.substr(0, p.find('='));
+    bool skip = p.empty();
+    for (const auto& i : ignore) skip = skip || name == i;
+    if (!skip) params.push_back(p);
+    if (amp == std::string_view::npos) break;
+    q.remove_prefix(amp + 1);
+  }
+  if (sort) std::sort(params.begin(), params.end());
+  for (std::size_t i = 0; i < params.size(); ++i) out.append(i ? "&" : "?").append(params[i]);
+}
+
 bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
                       std::shared_ptr<const cache::CachedResponse>& stale) {
   const http::Request& req = ex.req;
@@ -186,10 +214,7 @@ void ProxyHandler::handle(http::Exchange& ex) const {
   f.reset();
   if (o_.cache) {
     // The URL's key: scheme, host and path (normalised) with the query as received.
-    f.cache_key.assign(req.tls ? "https://" : "http://");
-    for (char c : req.host) f.cache_key.push_back(http::ascii_lower(c));
-    f.cache_key.append(req.path);
-    if (!req.query.empty()) f.cache_key.append("?").append(req.query);
+    cache_key(req, o_.cache_sort_query, o_.cache_ignore_params, f.cache_key);
     if (req.method == http::Method::kGet || req.method == http::Method::kHead) {
       std::shared_ptr<const cache::CachedResponse> stale;
       if (serve_from_cache(ex, o_, stale)) return;

@@ -23,7 +23,9 @@ struct ProxyOptions {
   std::shared_ptr<cache::Store> cache;
   cache::Policy cache_policy;
   std::size_t cache_max_object = 8 << 20;
-  std::int64_t cache_grace = 0;  // seconds a stale copy may stand in for a failing upstream
+  std::int64_t cache_grace = 0;   // seconds a stale copy may stand in for a failing upstream
+  bool cache_sort_query = false;  // the key's query parameters in sorted order
+  std::vector<std::string> cache_ignore_params;  // query parameters left out of the key
 };
 
 class ProxyHandler : public http::Handler {
@@ -41,6 +43,11 @@ class ProxyHandler : public http::Handler {
 
 // Header names a proxy never forwards as they came (hop-by-hop, framing, or set by the proxy).
 bool is_hop_by_hop(std::string_view name);
+
+// The cache key of a request: scheme://host/path?query, the query's parameters filtered by
+// `ignore` and sorted when `sort`.
+void cache_key(const http::Request& req, bool sort, const std::vector<std::string>& ignore,
+               std::string& out);
 
 // Appends `path` to `out`, percent-encoding what may not stand in a path segment as it is.
 void append_encoded_path(std::string& out, std::string_view path);

@@ -724,7 +724,10 @@ class Loader {
       if (!n.is_table()) fail(n, "cache must be true, false or a table such as { ttl = \"2h\" }");
       const toml::table& t = *n.as_table();
       check_keys(t, "cache",
-                 {"ttl", "override", "max_object", "share_cookies", "enabled", "grace"});
+                 {"ttl", "override", "max_object", "share_cookies", "enabled", "grace",
+                  "sort_query", "ignore_params"});
+      if (auto* e = t.get("sort_query")) o.cache_sort_query = boolean(*e, "sort_query");
+      if (auto* e = t.get("ignore_params")) o.cache_ignore_params = strings(*e, "ignore_params");
       if (auto* e = t.get("enabled"); e && !boolean(*e, "enabled")) return;
       if (auto* e = t.get("ttl"))
         o.cache_policy.ttl = static_cast<std::int64_t>(duration(*e, "ttl").count() / 1000);

@@ -599,7 +599,22 @@ void ProxySession::cache_decide() {
   const http::Forward& f = ex_->forward;
   const http::Request& req = ex_->req;
   if (f.cache_invalidate) {  // an unsafe method that succeeded: the stored URL is out of date
-    if (r.status < 400) o.cache->purge(f.cache_key);
+    if (r.status >= 400) return;
+    o.cache->purge(f.cache_key);
+    // … and the URLs its Location / Content-Location name on the same host (RFC 9111 4.4).
+    for (const char* name : {"Location", "Content-Location"}) {
+      std::string_view v = http::trim_ows(resp_headers_.get(name));
+      if (v.empty()) continue;
+      std::string key = f.cache_key.substr(0, f.cache_key.find('/', f.cache_key.find("://") + 3));
+      if (v.starts_with("/")) {
+        key.append(v);
+      } else {
+        std::string_view same = std::string_view(key);
+        if (!v.starts_with(same) || (v.size() > same.size() && v[same.size()] != '/')) continue;
+        key.assign(v);
+      }
+      o.cache->purge(key);
+    }
     return;
   }
   if (req.method != http::Method::kGet && req.method != http::Method::kHead) return;
