@@ -164,7 +164,8 @@ void cache_key(const http::Request& req, bool sort, const std::vector<std::strin
 }
 
 bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
-                      std::shared_ptr<const cache::CachedResponse>& stale) {
+                      std::shared_ptr<const cache::CachedResponse>& stale, bool& refresh) {
+  refresh = false;
   const http::Request& req = ex.req;
   auto req_cc = cache::CacheControl::parse(req.headers.list("Cache-Control", ex.header_buf));
   if (req_cc.no_cache || req_cc.no_store) return false;
@@ -192,8 +193,27 @@ bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
                 !(req_cc.max_age && age > *req_cc.max_age) &&
                 !(req_cc.min_fresh && r->lifetime - age < *req_cc.min_fresh);
   if (!usable) {
-    stale = std::move(r);  // revalidated upstream; stands in if the upstream fails
-    return false;
+    // stale-while-revalidate (RFC 5861): within its window, and when no fetch of it is running
+    // yet, the stale copy answers now and this request refreshes it in the background.
+    const auto& cc = r->facts.cc;
+    bool swr = cc.stale_while_revalidate && !cc.must_revalidate && !cc.proxy_revalidate &&
+               !cc.no_cache && !req_cc.max_age && !req_cc.min_fresh &&
+               age - r->lifetime <= *cc.stale_while_revalidate && !req.has_body &&
+               req.method == http::Method::kGet;
+    if (!swr) {
+      stale = std::move(r);  // revalidated upstream; stands in if the upstream fails
+      return false;
+    }
+    // The first such request refreshes it; while that runs, the others get the stale copy too.
+    refresh = o.cache->lead(ex.forward.cache_key, ex.worker_id);
+    stale = r;
+    std::string& buf = ex.scratch2;
+    buf.assign("edge; hit; ttl=");
+    append_int(buf, r->lifetime - age);
+    buf.append("; detail=stale-while-revalidate");
+    std::size_t len = buf.size();
+    answer_from(ex, std::move(r), age, std::string_view(buf).substr(0, len));
+    return true;
   }
   // Cache-Status (RFC 9211) first in the buffer, Age after it (answer_from appends).
   std::string& buf = ex.scratch2;
@@ -217,10 +237,17 @@ void ProxyHandler::handle(http::Exchange& ex) const {
     cache_key(req, o_.cache_sort_query, o_.cache_ignore_params, f.cache_key);
     if (req.method == http::Method::kGet || req.method == http::Method::kHead) {
       std::shared_ptr<const cache::CachedResponse> stale;
-      if (serve_from_cache(ex, o_, stale)) return;
+      bool refresh = false;
+      bool answered = serve_from_cache(ex, o_, stale, refresh);
+      if (answered && !refresh) return;
       f.cache_store = req.method == http::Method::kGet;
       f.cache_request_time = ex.now ? ex.now : std::time(nullptr);
-      if (f.cache_store && !req.has_body && !ex.cache_waited) {
+      if (refresh) {
+        // Answered with the stale copy; the forward below is for the background refresh, which
+        // holds the lead serve_from_cache took (GET only).
+        f.cache_refresh = true;
+        f.cache_lead = true;
+      } else if (req.method == http::Method::kGet && !req.has_body && !ex.cache_waited) {
         // Coalescing: one fetch per key at a time, the other misses wait for its outcome.
         if (o_.cache->lead(f.cache_key, ex.worker_id)) {
           f.cache_lead = true;

@@ -54,8 +54,10 @@ void append_encoded_path(std::string& out, std::string_view path);
 
 // Answers ex from the cache when a fresh stored response fits the request (a hit, or a 304 to a
 // conditional request); true when answered. A stale one that fits is returned in `stale`.
+// `refresh`: the answer is a stale copy within its stale-while-revalidate window, and this
+// request took the key's lead to fetch it again in the background.
 bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
-                      std::shared_ptr<const cache::CachedResponse>& stale);
+                      std::shared_ptr<const cache::CachedResponse>& stale, bool& refresh);
 
 // Sets ex.resp to the stored response r (a hit: its headers and body from memory, 304 when the
 // request's If-None-Match matches), with Age and `cache_status` (a view that must outlive the

@@ -19,6 +19,7 @@
 
 #include "routes/proxy.h"
 #include "routes/route_table.h"
+#include "server/background_refresh.h"
 #include "server/config.h"
 #include "server/http/ip.h"
 #include "server/http/path.h"
@@ -1100,6 +1101,10 @@ void Connection::start_proxy() {
   ex.forward.reset();
   route_->handler->handle(ex);
   bool body_follows = !message_done_;
+  if (ex.forward.cache_refresh) {  // answered from a stale copy; fetched again meanwhile
+    BackgroundRefresh::start(w_, ex, route_);
+    ex.forward.pool = nullptr;
+  }
   if (ex.forward.cache_wait) {
     // Another request fetches this URL: wait for its outcome (then a hit, usually), not longer
     // than the upstream's header_timeout.

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <random>
 
+#include "server/background_refresh.h"
 #include "server/connection.h"
 #include "server/health_check.h"
 
@@ -192,6 +193,7 @@ void Worker::begin_stop() {
     ::close(l->fd);
   }
   uv_timer_stop(&accept_pause_);
+  for (BackgroundRefresh* r = refreshes_; r; r = r->next) r->abort();
   upstreams_->close_all();
   if (health_) health_->stop();
   if (redis_) redis_->stop();
@@ -232,6 +234,21 @@ void Worker::maybe_finish() {
 
 void Worker::cache_wait(const std::string& key, Connection* c) {
   cache_waiters_[key].push_back(c);
+}
+
+void Worker::link_refresh(BackgroundRefresh* r) {
+  r->next = refreshes_;
+  if (refreshes_) refreshes_->prev = r;
+  refreshes_ = r;
+}
+
+void Worker::unlink_refresh(BackgroundRefresh* r) {
+  if (r->prev)
+    r->prev->next = r->next;
+  else if (refreshes_ == r)
+    refreshes_ = r->next;
+  if (r->next) r->next->prev = r->prev;
+  r->prev = r->next = nullptr;
 }
 
 void Worker::cache_unwait(const std::string& key, Connection* c) {

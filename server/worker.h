@@ -47,6 +47,8 @@ class Worker : public http::Scheduler {
   // Requests parked until another request's fetch of their cache key ends (coalescing).
   void cache_wait(const std::string& key, Connection* c);
   void cache_unwait(const std::string& key, Connection* c);
+  void link_refresh(class BackgroundRefresh* r);
+  void unlink_refresh(class BackgroundRefresh* r);
   std::uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
   bool stopping() const { return stopping_; }
   void make_request_id(char* out16);  // 16 hex characters
@@ -116,8 +118,9 @@ class Worker : public http::Scheduler {
   std::mutex cache_mu_;
   std::vector<std::string> cache_done_;
   void cache_wake();
-  std::unique_ptr<class HealthChecker> health_;  // worker 0 runs the active checks
-  Connection* conns_ = nullptr;                  // intrusive list
+  class BackgroundRefresh* refreshes_ = nullptr;  // intrusive list
+  std::unique_ptr<class HealthChecker> health_;   // worker 0 runs the active checks
+  Connection* conns_ = nullptr;                   // intrusive list
   std::size_t conn_count_ = 0;
   std::vector<std::unique_ptr<char[]>> buffers_;
   std::vector<std::unique_ptr<http::Exchange>> exchanges_;

@@ -128,6 +128,9 @@ struct Forward {
   // another one does and this one waits for it (no pool then).
   bool cache_lead = false;
   bool cache_wait = false;
+  // stale-while-revalidate: the response (the stale copy) is already in ex.resp; the runtime
+  // refreshes the URL in the background with this forward.
+  bool cache_refresh = false;
 
   void reset() {
     pool = nullptr;
@@ -137,7 +140,7 @@ struct Forward {
     cache_key.clear();
     hash = 0;
     upgrade = idempotent = cache_store = cache_invalidate = cache_revalidating = false;
-    cache_lead = cache_wait = false;
+    cache_lead = cache_wait = cache_refresh = false;
     cache_request_time = 0;
     cache_stale.reset();
   }

@@ -195,6 +195,33 @@ class Cache(tp.ProxyCase):
         statuses = [r.header("cache-status") for r in results]
         self.assertEqual(sum(1 for s in statuses if s == "edge; fwd=miss; stored"), 1, statuses)
 
+    def test_stale_while_revalidate(self):
+        # max-age=2, stale-while-revalidate=30, the upstream takes 600 ms: once stale, the next
+        # request gets the stale copy at once and one background fetch refreshes it.
+        path = f"/api/text?bytes=300&cc=public,max-age=2,stale-while-revalidate=30&ms=600&case=swr"
+        first = self.get(path)
+        self.assertEqual(first.header("cache-status"), "edge; fwd=miss; stored")
+        time.sleep(2.3)
+        before = self.upstream_hits()
+        t0 = time.monotonic()
+        stale = self.get(path)
+        took = time.monotonic() - t0
+        self.assertEqual(stale.status, 200)
+        self.assertIn("detail=stale-while-revalidate", stale.header("cache-status"), stale)
+        self.assertEqual(stale.header("x-served"), first.header("x-served"))
+        self.assertLess(took, 0.6, "the client waited for the refresh")
+        # the refresh lands within the upstream's 600 ms; then a fresh hit with the new copy
+        deadline = time.monotonic() + 5
+        fresh = None
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            fresh = self.get(path)
+            if fresh.header("x-served") != first.header("x-served"):
+                break
+        self.assertNotEqual(fresh.header("x-served"), first.header("x-served"), fresh)
+        self.assertTrue(fresh.header("cache-status").startswith("edge; hit"), fresh)
+        self.assertEqual(self.upstream_hits() - before, 1)
+
     def test_request_no_cache_goes_upstream(self):
         path = f"/api/text?bytes=300&{PUBLIC}&case=reqnc"
         self.get(path)
