@@ -8,6 +8,7 @@
 
 #include "server/http/conditional.h"
 #include "server/http/content_coding.h"
+#include "server/http/date.h"
 #include "server/http/status.h"
 #include "server/http/token.h"
 
@@ -125,9 +126,17 @@ void answer_from(http::Exchange& ex, std::shared_ptr<const cache::CachedResponse
   append_int(buf, age);
   resp.headers.add("Age", std::string_view(buf).substr(at));
   resp.headers.add("Cache-Status", cache_status);
+  // A conditional request answered from the copy: If-None-Match, else If-Modified-Since.
   std::string_view inm = ex.req.headers.list("If-None-Match", ex.header_buf);
   std::string_view etag = r->header("ETag");
-  bool not_modified = !inm.empty() && !etag.empty() && http::etag_list_matches(inm, etag, false);
+  bool not_modified = false;
+  if (!inm.empty()) {
+    not_modified = !etag.empty() && http::etag_list_matches(inm, etag, false);
+  } else if (auto ims =
+                 http::parse_http_date(http::trim_ows(ex.req.headers.get("If-Modified-Since")))) {
+    auto lm = http::parse_http_date(http::trim_ows(r->header("Last-Modified")));
+    not_modified = lm && *lm <= *ims;
+  }
   resp.body.kind = not_modified ? http::Body::Kind::kNone : http::Body::Kind::kMemory;
   if (not_modified)
     resp.status = 304;
@@ -185,8 +194,11 @@ bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
     if (r && r->compressible) r = nullptr;  // fetched again: the compressed variant is wanted
   }
   if (!r) return false;
-  // One user's response never reaches another: with credentials, only what says it is shared.
-  if (credentials(req) && !(r->facts.cc.public_ || r->facts.cc.s_maxage)) return false;
+  // One user's response never reaches another: with credentials, only what says it is shared
+  // (or nothing, with credentials = "never").
+  if (credentials(req) &&
+      (o.cache_credentials_never || !(r->facts.cc.public_ || r->facts.cc.s_maxage)))
+    return false;
   std::time_t now = ex.now ? ex.now : std::time(nullptr);
   std::int64_t age = r->age(now);
   bool usable = age < r->lifetime && !r->facts.cc.no_cache &&

@@ -23,8 +23,9 @@ struct ProxyOptions {
   std::shared_ptr<cache::Store> cache;
   cache::Policy cache_policy;
   std::size_t cache_max_object = 8 << 20;
-  std::int64_t cache_grace = 0;   // seconds a stale copy may stand in for a failing upstream
-  bool cache_sort_query = false;  // the key's query parameters in sorted order
+  std::int64_t cache_grace = 0;          // seconds a stale copy may stand in for a failing upstream
+  bool cache_sort_query = false;         // the key's query parameters in sorted order
+  bool cache_credentials_never = false;  // requests with Cookie/Authorization never use it
   std::vector<std::string> cache_ignore_params;  // query parameters left out of the key
 };
 

@@ -725,7 +725,13 @@ class Loader {
       const toml::table& t = *n.as_table();
       check_keys(t, "cache",
                  {"ttl", "override", "max_object", "share_cookies", "enabled", "grace",
-                  "sort_query", "ignore_params"});
+                  "sort_query", "ignore_params", "credentials"});
+      if (auto* e = t.get("credentials")) {
+        std::string v = str(*e, "credentials");
+        if (v != "public" && v != "never")
+          fail(*e, "cache: credentials must be \"public\" (default) or \"never\"");
+        o.cache_credentials_never = v == "never";
+      }
       if (auto* e = t.get("sort_query")) o.cache_sort_query = boolean(*e, "sort_query");
       if (auto* e = t.get("ignore_params")) o.cache_ignore_params = strings(*e, "ignore_params");
       if (auto* e = t.get("enabled"); e && !boolean(*e, "enabled")) return;

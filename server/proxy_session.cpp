@@ -599,6 +599,7 @@ void ProxySession::cache_decide() {
   const http::Forward& f = ex_->forward;
   const http::Request& req = ex_->req;
   if (f.cache_invalidate) {  // an unsafe method that succeeded: the stored URL is out of date
+    r.headers.add("Cache-Status", "edge; fwd=method");
     if (r.status >= 400) return;
     o.cache->purge(f.cache_key);
     // … and the URLs its Location / Content-Location name on the same host (RFC 9111 4.4).
@@ -617,7 +618,10 @@ void ProxySession::cache_decide() {
     }
     return;
   }
-  if (req.method != http::Method::kGet && req.method != http::Method::kHead) return;
+  if (req.method != http::Method::kGet && req.method != http::Method::kHead) {
+    r.headers.add("Cache-Status", "edge; fwd=method");
+    return;
+  }
   cache::ResponseFacts facts;
   facts.status = r.status;
   facts.cc = cache::CacheControl::parse(resp_headers_.list("Cache-Control", scratch_));
@@ -643,11 +647,14 @@ void ProxySession::cache_decide() {
   auto req_cc = cache::CacheControl::parse(req.headers.list("Cache-Control", ex_->header_buf));
   bool authorization = req.headers.find("Authorization") != nullptr;
   bool cookie = req.headers.find("Cookie") != nullptr;
+  bool credentials_shared = !o.cache_credentials_never && (facts.cc.public_ || facts.cc.s_maxage);
   bool ok = f.cache_store && cache::storable(facts, req_cc, authorization, o.cache_policy) &&
-            !(cookie && !(facts.cc.public_ || facts.cc.s_maxage));
+            (!(cookie || authorization) || credentials_shared);
   std::int64_t lifetime = cache::freshness_lifetime(facts, o.cache_policy);
   if (!ok || lifetime <= 0) {
-    r.headers.add("Cache-Status", "edge; fwd=miss");
+    bool asked = req_cc.no_cache || req_cc.no_store ||
+                 http::iequals(http::trim_ows(req.headers.get("Pragma")), "no-cache");
+    r.headers.add("Cache-Status", asked ? "edge; fwd=request" : "edge; fwd=miss");
     return;
   }
   auto c = std::make_shared<cache::CachedResponse>();

@@ -174,26 +174,50 @@ class Cache(tp.ProxyCase):
         self.assertEqual(purge("nothing=1").status, 400)
 
     def test_concurrent_misses_coalesce(self):
-        # 40 clients at once for a URL the upstream takes 400 ms to answer: one fetch per edge
-        # (all workers share the lead), the others wait for it and get the stored copy.
+        # 100 clients at once for a URL the upstream takes 400 ms to answer: one fetch for the
+        # whole edge (the workers share the lead), the others wait for it and get the stored copy.
+        import http.client
         import threading
         path = f"/api/text?bytes=1000&{PUBLIC}&ms=400&case=coalesce"
         before = self.upstream_hits()
         results = []
+        lock = threading.Lock()
 
         def one():
-            results.append(self.get(path))
+            c = http.client.HTTPConnection("127.0.0.1", self.edge.port, timeout=15)
+            try:
+                c.request("GET", path)
+                r = c.getresponse()
+                body = r.read()
+                with lock:
+                    results.append((r.status, len(body), r.getheader("Cache-Status")))
+            finally:
+                c.close()
 
-        threads = [threading.Thread(target=one) for _ in range(40)]
+        threads = [threading.Thread(target=one) for _ in range(100)]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(15)
-        self.assertEqual(len(results), 40)
-        self.assertTrue(all(r.status == 200 and len(r.body) == 1000 for r in results), results[:3])
+            t.join(20)
+        self.assertEqual(len(results), 100)
+        self.assertTrue(all(st == 200 and n == 1000 for st, n, _ in results), results[:3])
         self.assertEqual(self.upstream_hits() - before, 1)
-        statuses = [r.header("cache-status") for r in results]
-        self.assertEqual(sum(1 for s in statuses if s == "edge; fwd=miss; stored"), 1, statuses)
+        self.assertEqual(sum(1 for *_, cs in results if cs == "edge; fwd=miss; stored"), 1)
+
+    def test_status_on_every_response_and_if_modified_since(self):
+        r = self.get(f"/api/text?bytes=10&{PUBLIC}&case=post", method="POST")
+        self.assertEqual(r.header("cache-status"), "edge; fwd=method")
+        r = self.get(f"/api/text?bytes=10&{PUBLIC}&case=rq", headers=[("Cache-Control", "no-store")])
+        self.assertEqual(r.header("cache-status"), "edge; fwd=request")
+        # If-Modified-Since against the stored Last-Modified
+        path = f"/api/text?bytes=10&{PUBLIC}&case=ims&lm=Wed%2C%2021%20Oct%202015%2007%3A28%3A00%20GMT"
+        self.get(path)
+        r = self.get(path, headers=[("If-Modified-Since", "Wed, 21 Oct 2015 07:28:00 GMT")])
+        self.assertEqual(r.status, 304, r)
+        self.assertTrue(r.header("cache-status").startswith("edge; hit"))
+        r = self.get(path, headers=[("If-Modified-Since", "Tue, 20 Oct 2015 07:28:00 GMT")])
+        self.assertEqual(r.status, 200)
+        self.assertEqual(len(r.body), 10)
 
     def test_stale_while_revalidate(self):
         # max-age=2, stale-while-revalidate=30, the upstream takes 600 ms: once stale, the next

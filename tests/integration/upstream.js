@@ -456,6 +456,7 @@ function textAnswer(req, res, q, n) {
     if (q.get("vary")) headers["Vary"] = q.get("vary");
     if (q.get("cookie")) headers["Set-Cookie"] = q.get("cookie");
     if (q.get("tag")) headers["Cache-Tag"] = q.get("tag");
+    if (q.get("lm")) headers["Last-Modified"] = q.get("lm");
     // X-Served: which request of this instance made the body (a cached copy keeps the old one);
     // with vary=X-Lang the body also starts with that request header's value
     headers["X-Served"] = String(state.requests);
