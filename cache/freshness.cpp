@@ -133,7 +133,8 @@ bool storable(const ResponseFacts& r, const CacheControl& req, bool authorizatio
   if (r.has_set_cookie && !p.share_cookies) return false;
   // RFC 9111 3.5: a response to a request with Authorization only when it says it may be shared.
   if (authorization && !(cc.public_ || cc.s_maxage || cc.must_revalidate)) return false;
-  if (p.override) return true;
+  // override: a CDN's edge TTL — for statuses worth keeping, never a 500 for two hours.
+  if (p.override) return heuristically_cacheable(r.status);
   // Something that allows storing: explicit freshness, public, or a heuristically cacheable status.
   return cc.max_age || cc.s_maxage || r.expires || r.expires_invalid || cc.public_ ||
          heuristically_cacheable(r.status);
@@ -141,7 +142,7 @@ bool storable(const ResponseFacts& r, const CacheControl& req, bool authorizatio
 
 std::int64_t freshness_lifetime(const ResponseFacts& r, const Policy& p) {
   const CacheControl& cc = r.cc;
-  if (p.override) return p.ttl;
+  if (p.override && heuristically_cacheable(r.status)) return p.ttl;
   if (cc.malformed) return 0;
   if (cc.s_maxage) return *cc.s_maxage;
   if (cc.max_age) return *cc.max_age;

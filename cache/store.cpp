@@ -75,13 +75,15 @@ bool Store::insert(const std::string& key, std::shared_ptr<const CachedResponse>
     replaced = true;
     break;
   }
+  if (!replaced && variants.size() >= kMaxVariants) erase(variants.front().get());
+  auto& vs = map_[key];  // (erase may have removed the vector; taken again)
   if (!replaced) {
     auto e = std::make_unique<Entry>();
     e->key = key;
     e->r = std::move(r);
     lru_.push_front(e.get());
     e->lru = lru_.begin();
-    variants.push_back(std::move(e));
+    vs.push_back(std::move(e));
     bytes_ += size;
     ++entries_;
   }
@@ -140,25 +142,26 @@ bool Store::lead(std::string_view key, unsigned worker) {
   auto now = std::chrono::steady_clock::now();
   auto it = leads_.find(std::string(key));
   if (it == leads_.end() || now - it->second.since > std::chrono::seconds(30)) {
-    leads_[std::string(key)] = Lead{now, 0};
+    leads_[std::string(key)] = Lead{now, {}};
     return true;
   }
-  if (worker < 64) it->second.waiters |= std::uint64_t{1} << worker;
+  auto& w = it->second.waiters;
+  if (w.size() <= worker) w.resize(worker + 1);
+  w[worker] = true;
   return false;
 }
 
 void Store::done(std::string_view key) {
-  std::uint64_t waiters = 0;
   std::string k(key);
   std::vector<std::function<void(const std::string&)>*> wake;
   {
     std::lock_guard lock(mu_);
     auto it = leads_.find(k);
     if (it == leads_.end()) return;
-    waiters = it->second.waiters;
+    const auto& waiters = it->second.waiters;
+    for (std::size_t w = 0; w < wake_.size() && w < waiters.size(); ++w)
+      if (waiters[w] && wake_[w]) wake.push_back(&wake_[w]);
     leads_.erase(it);
-    for (unsigned w = 0; w < wake_.size() && w < 64; ++w)
-      if ((waiters >> w) & 1 && wake_[w]) wake.push_back(&wake_[w]);
   }
   for (auto* f : wake) (*f)(k);  // (registered once at start, never changed after)
 }

@@ -86,8 +86,9 @@ class Store {
 
   struct Lead {
     std::chrono::steady_clock::time_point since;
-    std::uint64_t waiters = 0;  // a bit per waiting worker
+    std::vector<bool> waiters;  // by worker id
   };
+  static constexpr std::size_t kMaxVariants = 32;  // per URL (Vary: User-Agent…)
   std::unordered_map<std::string, Lead> leads_;
   std::vector<std::function<void(const std::string&)>> wake_;
 

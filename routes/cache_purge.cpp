@@ -6,6 +6,8 @@
 // Answers {"purged": N}.
 #include "routes/cache_purge.h"
 
+#include "routes/proxy.h"
+
 #include <string_view>
 
 #include "server/http/ip.h"
@@ -54,28 +56,8 @@ bool loopback(std::string_view ip) {
   return v4.contains(*a) || v6.contains(*a);
 }
 
-// "https://Host/a/../b?q" -> "https://host/b?q", the form the cache keys URLs by.
 bool cache_key(std::string_view url, std::string& out) {
-  std::size_t scheme = url.find("://");
-  if (scheme == std::string_view::npos) return false;
-  std::string_view s = url.substr(0, scheme);
-  if (s != "http" && s != "https") return false;
-  std::string_view rest = url.substr(scheme + 3);
-  std::size_t slash = rest.find('/');
-  std::string_view host = rest.substr(0, slash);
-  std::string_view target = slash == std::string_view::npos ? "/" : rest.substr(slash);
-  std::size_t colon = host.rfind(':');
-  if (colon != std::string_view::npos && host.find(']') == std::string_view::npos)
-    host = host.substr(0, colon);
-  std::string_view path, query;
-  http::split_target(target, path, query);
-  std::string norm;
-  if (http::normalize_path(path, norm) != http::PathError::kOk) return false;
-  out.assign(s).append("://");
-  for (char c : host) out.push_back(http::ascii_lower(c));
-  out.append(norm);
-  if (!query.empty()) out.append("?").append(query);
-  return true;
+  return url_cache_key(url, out);
 }
 
 }  // namespace

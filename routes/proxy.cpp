@@ -9,6 +9,7 @@
 #include "server/http/conditional.h"
 #include "server/http/content_coding.h"
 #include "server/http/date.h"
+#include "server/http/path.h"
 #include "server/http/status.h"
 #include "server/http/token.h"
 
@@ -130,7 +131,9 @@ void answer_from(http::Exchange& ex, std::shared_ptr<const cache::CachedResponse
   std::string_view inm = ex.req.headers.list("If-None-Match", ex.header_buf);
   std::string_view etag = r->header("ETag");
   bool not_modified = false;
-  if (!inm.empty()) {
+  if (r->status / 100 != 2) {
+    // (a stored 404 or 301 answers as it is)
+  } else if (!inm.empty()) {
     not_modified = !etag.empty() && http::etag_list_matches(inm, etag, false);
   } else if (auto ims =
                  http::parse_http_date(http::trim_ows(ex.req.headers.get("If-Modified-Since")))) {
@@ -146,10 +149,16 @@ void answer_from(http::Exchange& ex, std::shared_ptr<const cache::CachedResponse
 }
 
 void cache_key(const http::Request& req, bool sort, const std::vector<std::string>& ignore,
-               std::string& out) {
-  out.assign(req.tls ? "https://" : "http://");
-  for (char c : req.host) out.push_back(http::ascii_lower(c));
-  out.append(req.path);
+               std::string& out, std::string& scratch) {
+  std::string_view proto =
+      req.peer_trusted ? http::trim_ows(req.headers.get("X-Forwarded-Proto")) : std::string_view{};
+  if (proto != "http" && proto != "https") proto = req.tls ? "https" : "http";
+  out.assign(proto).append("://");
+  std::string_view host = http::trim_ows(req.headers.get("Host"));
+  for (char c : host.empty() ? req.host : host) out.push_back(http::ascii_lower(c));
+  scratch.clear();
+  if (http::normalize_path(req.raw_path, scratch) != http::PathError::kOk) scratch = req.path;
+  append_encoded_path(out, scratch);
   if (req.query.empty()) return;
   if (!sort && ignore.empty()) {
     out.append("?").append(req.query);
@@ -170,6 +179,26 @@ void cache_key(const http::Request& req, bool sort, const std::vector<std::strin
   }
   if (sort) std::sort(params.begin(), params.end());
   for (std::size_t i = 0; i < params.size(); ++i) out.append(i ? "&" : "?").append(params[i]);
+}
+
+bool url_cache_key(std::string_view url, std::string& out) {
+  std::size_t scheme = url.find("://");
+  if (scheme == std::string_view::npos) return false;
+  std::string_view s = url.substr(0, scheme);
+  if (s != "http" && s != "https") return false;
+  std::string_view rest = url.substr(scheme + 3);
+  std::size_t slash = rest.find('/');
+  std::string_view host = rest.substr(0, slash);
+  std::string_view target = slash == std::string_view::npos ? "/" : rest.substr(slash);
+  std::string_view path, query;
+  http::split_target(target, path, query);
+  std::string norm;
+  if (host.empty() || http::normalize_path(path, norm) != http::PathError::kOk) return false;
+  out.assign(s).append("://");
+  for (char c : host) out.push_back(http::ascii_lower(c));
+  append_encoded_path(out, norm);
+  if (!query.empty()) out.append("?").append(query);
+  return true;
 }
 
 bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
@@ -220,6 +249,7 @@ bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
     refresh = o.cache->lead(ex.forward.cache_key, ex.worker_id);
     stale = r;
     std::string& buf = ex.scratch2;
+    buf.reserve(96);
     buf.assign("edge; hit; ttl=");
     append_int(buf, r->lifetime - age);
     buf.append("; detail=stale-while-revalidate");
@@ -227,8 +257,10 @@ bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
     answer_from(ex, std::move(r), age, std::string_view(buf).substr(0, len));
     return true;
   }
-  // Cache-Status (RFC 9211) first in the buffer, Age after it (answer_from appends).
+  // Cache-Status (RFC 9211) first in the buffer, Age after it (answer_from appends): reserved
+  // so that the second append cannot move the first one's view.
   std::string& buf = ex.scratch2;
+  buf.reserve(96);
   buf.assign("edge; hit; ttl=");
   append_int(buf, r->lifetime - age);
   std::size_t len = buf.size();
@@ -244,9 +276,10 @@ void ProxyHandler::handle(http::Exchange& ex) const {
   }
   http::Forward& f = ex.forward;
   f.reset();
-  if (o_.cache) {
+  bool upgrade_request = req.headers.find("Upgrade") != nullptr;
+  if (o_.cache && !upgrade_request) {
     // The URL's key: scheme, host and path (normalised) with the query as received.
-    cache_key(req, o_.cache_sort_query, o_.cache_ignore_params, f.cache_key);
+    cache_key(req, o_.cache_sort_query, o_.cache_ignore_params, f.cache_key, ex.header_buf);
     if (req.method == http::Method::kGet || req.method == http::Method::kHead) {
       std::shared_ptr<const cache::CachedResponse> stale;
       bool refresh = false;
@@ -259,7 +292,10 @@ void ProxyHandler::handle(http::Exchange& ex) const {
         // holds the lead serve_from_cache took (GET only).
         f.cache_refresh = true;
         f.cache_lead = true;
-      } else if (req.method == http::Method::kGet && !req.has_body && !ex.cache_waited) {
+      } else if (req.method == http::Method::kGet && !req.has_body && !ex.cache_waited &&
+                 !req.headers.find("Authorization") && !req.headers.find("Cookie") &&
+                 !req.headers.find("Range") && !req.headers.find("If-None-Match") &&
+                 !req.headers.find("If-Modified-Since")) {
         // Coalescing: one fetch per key at a time, the other misses wait for its outcome.
         if (o_.cache->lead(f.cache_key, ex.worker_id)) {
           f.cache_lead = true;
@@ -273,7 +309,8 @@ void ProxyHandler::handle(http::Exchange& ex) const {
         // Its validators go up unless the client sent its own (then a 304 is the client's).
         std::string_view etag = stale->header("ETag");
         std::string_view lm = stale->header("Last-Modified");
-        bool own = req.headers.find("If-None-Match") || req.headers.find("If-Modified-Since");
+        bool own = !f.cache_refresh &&
+                   (req.headers.find("If-None-Match") || req.headers.find("If-Modified-Since"));
         if (!own && (!etag.empty() || !lm.empty())) {
           f.cache_revalidating = true;
           if (!etag.empty()) add_line(f.headers, "If-None-Match", etag);
@@ -319,6 +356,11 @@ void ProxyHandler::handle(http::Exchange& ex) const {
       if (upgrade && http::iequals(n, "Upgrade")) continue;  // the runtime writes it
       continue;
     }
+    if (f.cache_refresh &&
+        (http::iequals(n, "Range") || http::iequals(n, "If-Range") ||
+         http::iequals(n, "If-None-Match") || http::iequals(n, "If-Modified-Since") ||
+         http::iequals(n, "If-Match") || http::iequals(n, "If-Unmodified-Since")))
+      continue;  // the background refresh asks for the whole representation, with our validators
     if (http::iequals(n, "Host") || http::iequals(n, "Content-Length") ||
         http::iequals(n, "Expect") || http::iequals(n, "X-Real-IP") ||
         http::iequals(n, "X-Request-Id") || http::iequals(n, "X-Forwarded-Host"))

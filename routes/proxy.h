@@ -45,10 +45,15 @@ class ProxyHandler : public http::Handler {
 // Header names a proxy never forwards as they came (hop-by-hop, framing, or set by the proxy).
 bool is_hop_by_hop(std::string_view name);
 
-// The cache key of a request: scheme://host/path?query, the query's parameters filtered by
-// `ignore` and sorted when `sort`.
+// The cache key of a request: scheme://host[:port]/path?query as the client asked for it (the
+// scheme a trusted proxy reports, the Host field as sent, the path normalised and re-encoded —
+// so "/a%3Fb" never meets "/a?b", and a rewritten route never shares keys with another), the
+// query's parameters filtered by `ignore` and sorted when `sort`. `scratch` is working space.
 void cache_key(const http::Request& req, bool sort, const std::vector<std::string>& ignore,
-               std::string& out);
+               std::string& out, std::string& scratch);
+
+// The same for an absolute URL ("https://Host:8443/a/../b?q"): false when it is not one.
+bool url_cache_key(std::string_view url, std::string& out);
 
 // Appends `path` to `out`, percent-encoding what may not stand in a path segment as it is.
 void append_encoded_path(std::string& out, std::string_view path);

@@ -902,6 +902,7 @@ void Connection::release_exchange() {
   if (!ex_) return;
   ex_->forward.reset();
   ex_->extra_headers.clear();
+  ex_->cache_waited = false;
   ex_->req.reset();
   ex_->resp.reset();
   w_.give_exchange(std::move(ex_));
@@ -1110,12 +1111,8 @@ void Connection::start_proxy() {
     // than the upstream's header_timeout.
     phase_ = Phase::kCacheWait;
     w_.cache_wait(ex.forward.cache_key, this);
-    auto limit = route_->handler && dynamic_cast<const routes::ProxyHandler*>(route_->handler.get())
-                     ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get())
-                           ->options()
-                           .pool->header_timeout
-                     : w_.config()->server.header_timeout;
-    expire_in(limit);
+    // (at most 5 s, as nginx's proxy_cache_lock_timeout: then it fetches itself)
+    expire_in(std::chrono::milliseconds(5000));
     update_poll();
     return;
   }
@@ -1216,6 +1213,7 @@ void Connection::proxy_fail(int status) {
 void Connection::cache_ready() {
   if (phase_ != Phase::kCacheWait) return;
   phase_ = Phase::kHead;
+  ex_->cache_waited = true;  // a miss now fetches without waiting again
   start_proxy();  // the route again: a hit now, or this request leads (or waits once more)
   if (!processing_ && phase_ != Phase::kClosed) process();
 }

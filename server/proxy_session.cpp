@@ -381,24 +381,38 @@ void ProxySession::fail_client(int status) {
 
 void ProxySession::refresh_from_304() {
   // RFC 9111 4.3.4: the stored headers updated with the 304's (but the framing), lifetime anew.
+  // Never merged: framing, edge's own fields, Set-Cookie (one user's, in a shared copy), and
+  // the fields edge derived for the variant it made (ETag weakened, Vary, Content-Encoding).
   auto fresh = std::make_shared<cache::CachedResponse>(*stale_);
+  bool edge_coded = !stale_->coding.empty();
   for (const http::HeaderField& h : resp_headers_) {
-    if (routes::is_hop_by_hop(h.name) || http::iequals(h.name, "Content-Length") ||
-        http::iequals(h.name, "Date") || http::iequals(h.name, "Server") ||
-        http::iequals(h.name, "X-Powered-By") || http::iequals(h.name, "Age"))
+    std::string_view n = h.name;
+    if (routes::is_hop_by_hop(n) || http::iequals(n, "Content-Length") ||
+        http::iequals(n, "Date") || http::iequals(n, "Server") ||
+        http::iequals(n, "X-Powered-By") || http::iequals(n, "Age") ||
+        http::iequals(n, "Set-Cookie") || http::iequals(n, "X-Request-Id") ||
+        (edge_coded && (http::iequals(n, "ETag") || http::iequals(n, "Vary") ||
+                        http::iequals(n, "Content-Encoding"))))
       continue;
-    bool replaced = false;
-    for (auto& [k, v] : fresh->headers)
-      if (http::iequals(k, h.name)) {
-        v.assign(h.value);
-        replaced = true;
-      }
-    if (!replaced) fresh->headers.emplace_back(h.name, h.value);
+    // Fields of that name are replaced by the 304's (all its lines, in order).
+    std::erase_if(fresh->headers, [&](const auto& kv) { return http::iequals(kv.first, n); });
+  }
+  for (const http::HeaderField& h : resp_headers_) {
+    std::string_view n = h.name;
+    if (routes::is_hop_by_hop(n) || http::iequals(n, "Content-Length") ||
+        http::iequals(n, "Date") || http::iequals(n, "Server") ||
+        http::iequals(n, "X-Powered-By") || http::iequals(n, "Age") ||
+        http::iequals(n, "Set-Cookie") || http::iequals(n, "X-Request-Id") ||
+        (edge_coded && (http::iequals(n, "ETag") || http::iequals(n, "Vary") ||
+                        http::iequals(n, "Content-Encoding"))))
+      continue;
+    fresh->headers.emplace_back(n, h.value);
   }
   std::string_view cc = resp_headers_.list("Cache-Control", scratch_);
   if (!cc.empty()) fresh->facts.cc = cache::CacheControl::parse(cc);
-  if (auto d = http::parse_http_date(http::trim_ows(resp_headers_.get("Date"))))
-    fresh->facts.date = d;
+  // No Date on the 304: the refresh time (the old Date would leave the copy stale at once).
+  auto d = http::parse_http_date(http::trim_ows(resp_headers_.get("Date")));
+  fresh->facts.date = d ? d : std::optional<std::time_t>(std::time(nullptr));
   if (std::string_view e = resp_headers_.get("Expires"); !e.empty()) {
     fresh->facts.expires = http::parse_http_date(http::trim_ows(e));
     fresh->facts.expires_invalid = !fresh->facts.expires;
@@ -408,13 +422,31 @@ void ProxySession::refresh_from_304() {
   fresh->response_time = std::time(nullptr);
   const auto* handler =
       route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
+  bool stored = false;
   if (handler && handler->options().cache) {
-    fresh->lifetime = cache::freshness_lifetime(fresh->facts, handler->options().cache_policy);
-    handler->options().cache->insert(ex_->forward.cache_key, fresh);
+    const auto& o = handler->options();
+    fresh->lifetime = cache::freshness_lifetime(fresh->facts, o.cache_policy);
+    // The 304 may have changed what may be shared (private, no-store…): checked again.
+    auto req_cc =
+        cache::CacheControl::parse(ex_->req.headers.list("Cache-Control", ex_->header_buf));
+    cache::ResponseFacts facts = fresh->facts;
+    facts.has_set_cookie = false;
+    if (cache::storable(facts, req_cc, ex_->req.headers.find("Authorization") != nullptr,
+                        o.cache_policy) &&
+        fresh->lifetime > 0) {
+      o.cache->insert(ex_->forward.cache_key, fresh);
+      stored = true;
+    } else {
+      o.cache->purge(ex_->forward.cache_key);  // no longer shareable: this client only
+    }
   }
-  cache_status_.assign("edge; fwd=stale; fwd-status=304; stored");
+  cache_status_.assign(stored ? "edge; fwd=stale; fwd-status=304; stored"
+                              : "edge; fwd=stale; fwd-status=304");
   ex_->scratch2.clear();
   routes::answer_from(*ex_, fresh, fresh->age(std::time(nullptr)), cache_status_);
+  // The 304's Set-Cookie is this client's (never stored): passed on to it.
+  for (const http::HeaderField& h : resp_headers_)
+    if (http::iequals(h.name, "Set-Cookie")) ex_->resp.headers.add(h.name, h.value);
   stale_.reset();
 }
 
@@ -606,14 +638,13 @@ void ProxySession::cache_decide() {
     for (const char* name : {"Location", "Content-Location"}) {
       std::string_view v = http::trim_ows(resp_headers_.get(name));
       if (v.empty()) continue;
-      std::string key = f.cache_key.substr(0, f.cache_key.find('/', f.cache_key.find("://") + 3));
-      if (v.starts_with("/")) {
-        key.append(v);
-      } else {
-        std::string_view same = std::string_view(key);
-        if (!v.starts_with(same) || (v.size() > same.size() && v[same.size()] != '/')) continue;
-        key.assign(v);
-      }
+      std::string origin =
+          f.cache_key.substr(0, f.cache_key.find('/', f.cache_key.find("://") + 3));
+      std::string url = v.starts_with("/") ? origin + std::string(v) : std::string(v);
+      std::string key;
+      if (!routes::url_cache_key(url, key)) continue;
+      if (!key.starts_with(origin) || (key.size() > origin.size() && key[origin.size()] != '/'))
+        continue;  // another host's URL: not ours to drop
       o.cache->purge(key);
     }
     return;
@@ -637,13 +668,22 @@ void ProxySession::cache_decide() {
   for (char c : http::trim_ows(resp_headers_.get("Age")))
     if (c >= '0' && c <= '9') facts.age = facts.age * 10 + (c - '0');
   facts.has_set_cookie = resp_headers_.find("Set-Cookie") != nullptr;
+  // Accept-Encoding is covered by the stored coding when edge decides the coding (the upstream
+  // sent identity); a body the upstream encoded itself varies on it like on any field.
+  std::string_view up_ce = http::trim_ows(resp_headers_.get("Content-Encoding"));
+  bool upstream_encoded = !up_ce.empty() && !http::iequals(up_ce, "identity");
   std::vector<std::pair<std::string, std::string>> vary;
+  bool vary_ae = false;
   http::for_each_list_element(resp_headers_.list("Vary", scratch_), [&](std::string_view name) {
-    if (name == "*")
+    if (name == "*") {
       facts.vary_star = true;
-    else if (!http::iequals(name, "Accept-Encoding"))  // covered by the stored coding
+    } else if (!http::iequals(name, "Accept-Encoding") || upstream_encoded) {
+      vary_ae = vary_ae || http::iequals(name, "Accept-Encoding");
       vary.emplace_back(name, cache::Store::vary_value(req.headers, name));
+    }
   });
+  if (upstream_encoded && !vary_ae)  // (an upstream that forgot its Vary)
+    vary.emplace_back("Accept-Encoding", cache::Store::vary_value(req.headers, "Accept-Encoding"));
   auto req_cc = cache::CacheControl::parse(req.headers.list("Cache-Control", ex_->header_buf));
   bool authorization = req.headers.find("Authorization") != nullptr;
   bool cookie = req.headers.find("Cookie") != nullptr;
@@ -652,6 +692,7 @@ void ProxySession::cache_decide() {
             (!(cookie || authorization) || credentials_shared);
   std::int64_t lifetime = cache::freshness_lifetime(facts, o.cache_policy);
   if (!ok || lifetime <= 0) {
+    end_lead();  // the waiters go upstream themselves now, not after this whole response
     bool asked = req_cc.no_cache || req_cc.no_store ||
                  http::iequals(http::trim_ows(req.headers.get("Pragma")), "no-cache");
     r.headers.add("Cache-Status", asked ? "edge; fwd=request" : "edge; fwd=miss");
@@ -659,7 +700,11 @@ void ProxySession::cache_decide() {
   }
   auto c = std::make_shared<cache::CachedResponse>();
   c->status = r.status;
-  for (const http::HeaderField& h : r.headers) c->headers.emplace_back(h.name, h.value);
+  for (const http::HeaderField& h : r.headers) {
+    // Never stored: one user's Set-Cookie, and Age (computed anew on every hit).
+    if (http::iequals(h.name, "Set-Cookie") || http::iequals(h.name, "Age")) continue;
+    c->headers.emplace_back(h.name, h.value);
+  }
   c->facts = facts;
   c->request_time = static_cast<std::time_t>(f.cache_request_time);
   c->response_time = std::time(nullptr);

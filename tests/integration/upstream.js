@@ -470,6 +470,7 @@ function textAnswer(req, res, q, n) {
     const inm = req.headers["if-none-match"];
     if (q.get("etag") && inm && inm.split(",").map((t) => t.trim()).includes(q.get("etag"))) {
       delete headers["Content-Length"];
+      if (q.get("cookie304")) headers["Set-Cookie"] = q.get("cookie304");  // a rolling session
       state.not_modified = (state.not_modified || 0) + 1;
       res.writeHead(304, headers);
       res.end();
