@@ -59,10 +59,12 @@ std::shared_ptr<const CachedResponse> Store::lookup(std::string_view key,
   return nullptr;
 }
 
-bool Store::insert(const std::string& key, std::shared_ptr<const CachedResponse> r) {
+bool Store::insert(const std::string& key, std::shared_ptr<const CachedResponse> r,
+                   std::uint64_t since) {
   std::size_t size = r->bytes();
   if (size > max_object_ || size > max_bytes_) return false;
   std::lock_guard lock(mu_);
+  if (since != ~std::uint64_t{0} && generation_ > since) return false;  // purged meanwhile
   auto& variants = map_[key];
   // The same variant (same Vary values, same coding) is replaced.
   bool replaced = false;
@@ -102,8 +104,14 @@ void Store::erase(Entry* e) {
   if (v.empty()) map_.erase(it);
 }
 
-std::size_t Store::purge(std::string_view key) {
+std::uint64_t Store::generation() const {
   std::lock_guard lock(mu_);
+  return generation_;
+}
+
+std::size_t Store::purge(std::string_view key, bool fence) {
+  std::lock_guard lock(mu_);
+  if (fence) ++generation_;
   auto it = map_.find(key);
   if (it == map_.end()) return 0;
   std::size_t n = it->second.size();
@@ -118,6 +126,7 @@ std::size_t Store::purge(std::string_view key) {
 
 std::size_t Store::purge_prefix(std::string_view prefix) {
   std::lock_guard lock(mu_);
+  ++generation_;
   std::vector<Entry*> doomed;
   for (auto& [k, v] : map_)
     if (std::string_view(k).starts_with(prefix))
@@ -128,6 +137,7 @@ std::size_t Store::purge_prefix(std::string_view prefix) {
 
 std::size_t Store::purge_tag(std::string_view tag) {
   std::lock_guard lock(mu_);
+  ++generation_;
   std::vector<Entry*> doomed;
   for (auto& [k, v] : map_)
     for (auto& e : v)

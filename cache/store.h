@@ -54,8 +54,14 @@ class Store {
                                                std::string_view coding);
   // Stores (replacing the variant with the same Vary values and coding). False when the object
   // is larger than max_object.
-  bool insert(const std::string& key, std::shared_ptr<const CachedResponse> r);
-  std::size_t purge(std::string_view key);            // every variant of a URL
+  // `since`: generation() when the response's fetch began; refused if a purge came after it (the
+  // fetch may carry what the purge meant to drop). Stores unconditionally when left out.
+  bool insert(const std::string& key, std::shared_ptr<const CachedResponse> r,
+              std::uint64_t since = ~std::uint64_t{0});
+  std::uint64_t generation() const;  // advanced by every purge
+  // Every variant of a URL. `fence`: also keep out what fetches begun before bring back (an
+  // operator's purge; not the invalidation an unsafe method makes, which is best effort).
+  std::size_t purge(std::string_view key, bool fence = true);
   std::size_t purge_prefix(std::string_view prefix);  // every URL starting with it
   std::size_t purge_tag(std::string_view tag);        // every response tagged with it
   std::size_t bytes() const;
@@ -95,6 +101,7 @@ class Store {
   mutable std::mutex mu_;
   std::size_t max_bytes_, max_object_;
   std::size_t bytes_ = 0, entries_ = 0;
+  std::uint64_t generation_ = 0;
   struct Hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }

@@ -437,7 +437,7 @@ void ProxySession::refresh_from_304() {
       o.cache->insert(ex_->forward.cache_key, fresh);
       stored = true;
     } else {
-      o.cache->purge(ex_->forward.cache_key);  // no longer shareable: this client only
+      o.cache->purge(ex_->forward.cache_key, false);  // no longer shareable: this client only
     }
   }
   cache_status_.assign(stored ? "edge; fwd=stale; fwd-status=304; stored"
@@ -633,7 +633,7 @@ void ProxySession::cache_decide() {
   if (f.cache_invalidate) {  // an unsafe method that succeeded: the stored URL is out of date
     r.headers.add("Cache-Status", "edge; fwd=method");
     if (r.status >= 400) return;
-    o.cache->purge(f.cache_key);
+    o.cache->purge(f.cache_key, false);
     // … and the URLs its Location / Content-Location name on the same host (RFC 9111 4.4).
     for (const char* name : {"Location", "Content-Location"}) {
       std::string_view v = http::trim_ows(resp_headers_.get(name));
@@ -645,7 +645,7 @@ void ProxySession::cache_decide() {
       if (!routes::url_cache_key(url, key)) continue;
       if (!key.starts_with(origin) || (key.size() > origin.size() && key[origin.size()] != '/'))
         continue;  // another host's URL: not ours to drop
-      o.cache->purge(key);
+      o.cache->purge(key, false);
     }
     return;
   }
@@ -716,13 +716,14 @@ void ProxySession::cache_decide() {
                               [&](std::string_view t) { c->tags.emplace_back(t); });
   capture_ = std::move(c);
   cache_ = o.cache;
+  capture_since_ = o.cache->generation();
   cache_max_object_ = o.cache_max_object;
   r.headers.add("Cache-Status", "edge; fwd=miss; stored");
 }
 
 void ProxySession::cache_store() {
   if (capture_ && cache_ && ex_->req.method == http::Method::kGet)
-    cache_->insert(ex_->forward.cache_key, std::move(capture_));
+    cache_->insert(ex_->forward.cache_key, std::move(capture_), capture_since_);
   capture_.reset();
 }
 

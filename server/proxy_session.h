@@ -120,6 +120,7 @@ class ProxySession {
   std::string lead_key_;
   std::string cache_status_;
   std::size_t cache_max_object_ = 0;
+  std::uint64_t capture_since_ = 0;  // the store's generation when the capture began
   bool body_replayable_ = true;
   bool has_body_ = false, chunked_ = false, body_done_ = false;
   bool sent_any_ = false;          // some request byte reached the current connection

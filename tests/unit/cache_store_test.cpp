@@ -100,3 +100,14 @@ TEST(CacheStore, FreshnessOfAStoredResponse) {
   EXPECT_EQ(r->age(1030), 30);
   EXPECT_EQ(r->header("etag"), "\"v1\"");
 }
+
+TEST(CacheStore, APurgeDuringAFetchKeepsItsResultOut) {
+  cache::Store s(1 << 20, 1 << 16);
+  http::HeaderList h;
+  std::uint64_t since = s.generation();  // a fetch begins
+  s.purge_tag("anything");               // an operator purges meanwhile
+  EXPECT_FALSE(s.insert("k", response("old"), since));
+  EXPECT_EQ(s.lookup("k", h, ""), nullptr);
+  EXPECT_TRUE(s.insert("k", response("new"), s.generation()));  // a fetch begun after it
+  EXPECT_NE(s.lookup("k", h, ""), nullptr);
+}
