@@ -1263,53 +1263,55 @@ void Connection::after_head() {
   }
 }
 
-bool Connection::check_limits() {
+bool Connection::limit_keys() {
   const Config& cfg = *w_.config();
   const auto& limits = route_->limits;
   std::vector<std::string>& keys = w_.limit_keys();
   if (keys.size() < limits.size()) keys.resize(limits.size());
   for (std::size_t i = 0; i < limits.size(); ++i) {
     keys[i].clear();
-    if (!routes::limit_key(limits[i], cfg.rate_limit, ex_->req, keys[i]))
-      return true;  // allowlisted
+    if (!routes::limit_key(limits[i], cfg.rate_limit, ex_->req, keys[i])) return false;
   }
+  return true;
+}
+
+bool Connection::check_limits() {
+  if (!limit_keys()) return true;  // allowlisted
+  const Config& cfg = *w_.config();
   if (cfg.rate_limit.store == routes::RateLimitSettings::Store::kRedis) {
     RedisLimiter* redis = w_.redis();
     if (redis && redis->usable()) {
-      limit_ticket_ = redis->decide(limits, keys, this);
+      limit_ticket_ = redis->decide(route_->limits, w_.limit_keys(), this);
       if (limit_ticket_) {
         phase_ = Phase::kLimit;
         deadline_ms_ = 0;
         return false;
       }
     }
-    // Redis is down: the store-error policy.
-    switch (cfg.rate_limit.on_store_error) {
-      case routes::RateLimitSettings::OnError::kAllow:
-        return true;
-      case routes::RateLimitSettings::OnError::kDeny:
-        routes::proxy_error(*ex_, 503);
-        if (!message_done_) closing_ = true;
-        finish_response();
-        return false;
-      case routes::RateLimitSettings::OnError::kLocal:
-        break;
-    }
+    return store_failed();  // Redis is down
+  }
+  return limits_locally();
+}
+
+bool Connection::store_failed() {
+  switch (w_.config()->rate_limit.on_store_error) {
+    case routes::RateLimitSettings::OnError::kAllow:
+      return true;
+    case routes::RateLimitSettings::OnError::kDeny:
+      routes::proxy_error(*ex_, 503);
+      if (!message_done_) closing_ = true;
+      finish_response();
+      return false;
+    case routes::RateLimitSettings::OnError::kLocal:
+      break;
   }
   return limits_locally();
 }
 
 bool Connection::limits_locally() {
   routes::LimitResult res[16];
-  const Config& cfg = *w_.config();
-  const auto& limits = route_->limits;
-  std::vector<std::string>& keys = w_.limit_keys();  // (again: a Redis wait may have reused them)
-  if (keys.size() < limits.size()) keys.resize(limits.size());
-  for (std::size_t i = 0; i < limits.size(); ++i) {
-    keys[i].clear();
-    if (!routes::limit_key(limits[i], cfg.rate_limit, ex_->req, keys[i])) return true;
-  }
-  bool allowed = cfg.limiter->decide(limits, keys, routes::now_us(), res);
+  bool allowed =
+      w_.config()->limiter->decide(route_->limits, w_.limit_keys(), routes::now_us(), res);
   return apply_limits(allowed, res);
 }
 
@@ -1351,20 +1353,9 @@ void Connection::limit_decided(bool ok, bool allowed, const routes::LimitResult*
   if (ok) {
     go_on = apply_limits(allowed, results);
   } else {
-    // The store failed this request (down, slow, an error): the policy, as when it is known down.
-    switch (w_.config()->rate_limit.on_store_error) {
-      case routes::RateLimitSettings::OnError::kAllow:
-        go_on = true;
-        break;
-      case routes::RateLimitSettings::OnError::kDeny:
-        routes::proxy_error(*ex_, 503);
-        if (!message_done_) closing_ = true;
-        finish_response();
-        go_on = false;
-        break;
-      default:
-        go_on = limits_locally();
-    }
+    // The store failed this request (down, slow, an error): the policy, as when it is known
+    // down. The keys again first: other connections used the worker's scratch meanwhile.
+    go_on = !limit_keys() || store_failed();
   }
   if (go_on && phase_ == Phase::kHead) after_head();
   if (!processing_ && phase_ != Phase::kClosed) process();

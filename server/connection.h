@@ -100,7 +100,9 @@ class Connection : public ProxyClient, public LimitWaiter {
   void after_head();    // the head is accepted: dispatch, or read the body first
   bool check_limits();  // true: go on now; false: answered (429/503) or waiting (kLimit)
   bool apply_limits(bool allowed, const routes::LimitResult* results);
-  bool limits_locally();
+  bool limit_keys();      // this request's keys into the worker's scratch; false: allowlisted
+  bool store_failed();    // the [rate_limit] on_store_error policy for this request
+  bool limits_locally();  // decided by the local counters with the keys in the scratch
   bool reading_paused() const;
   void resolve_client_ip();
   void log_exchange(int status, std::uint64_t bytes);
