@@ -20,31 +20,6 @@ bool starts_with_ci(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && http::iequals(s.substr(0, prefix.size()), prefix);
 }
 
-// Named in the request's Connection field (RFC 9110 7.6.1): hop-by-hop too.
-bool named_by_connection(const http::HeaderList& h, std::string_view name) {
-  for (const http::HeaderField& f : h) {
-    if (!http::iequals(f.name, "Connection")) continue;
-    bool found = false;
-    http::for_each_list_element(f.value, [&](std::string_view el) {
-      if (http::iequals(el, name)) found = true;
-    });
-    if (found) return true;
-  }
-  return false;
-}
-
-bool has_token(const http::HeaderList& h, std::string_view field, std::string_view token) {
-  for (const http::HeaderField& f : h) {
-    if (!http::iequals(f.name, field)) continue;
-    bool found = false;
-    http::for_each_list_element(f.value, [&](std::string_view el) {
-      if (http::iequals(el, token)) found = true;
-    });
-    if (found) return true;
-  }
-  return false;
-}
-
 void add_line(std::string& out, std::string_view name, std::string_view value) {
   out.append(name).append(": ").append(value).append("\r\n");
 }
@@ -346,16 +321,15 @@ void ProxyHandler::handle(http::Exchange& ex) const {
       break;  // the runtime writes the chosen server's address
   }
 
-  bool upgrade = o_.websocket && has_token(req.headers, "Upgrade", "websocket") &&
-                 has_token(req.headers, "Connection", "upgrade");
+  bool upgrade = o_.websocket && req.headers.has_token("Upgrade", "websocket") &&
+                 req.headers.has_token("Connection", "upgrade");
   std::string& h = f.headers;
   std::string_view incoming_xff, incoming_proto;
   for (const http::HeaderField& field : req.headers) {
     std::string_view n = field.name;
-    if (is_hop_by_hop(n) || named_by_connection(req.headers, n)) {
-      if (upgrade && http::iequals(n, "Upgrade")) continue;  // the runtime writes it
-      continue;
-    }
+    // Hop-by-hop, and those the Connection field names (RFC 9110 7.6.1). (A tunnelled
+    // Upgrade is written again below.)
+    if (is_hop_by_hop(n) || req.headers.has_token("Connection", n)) continue;
     if (f.cache_refresh &&
         (http::iequals(n, "Range") || http::iequals(n, "If-Range") ||
          http::iequals(n, "If-None-Match") || http::iequals(n, "If-Modified-Since") ||

@@ -50,13 +50,6 @@ void append_num(std::string& out, std::uint64_t v) {
   out.append(buf, static_cast<std::size_t>(r.ptr - buf));
 }
 
-void extend(std::string_view& v, const char* at, std::size_t len) {
-  if (v.empty())
-    v = std::string_view(at, len);
-  else
-    v = std::string_view(v.data(), static_cast<std::size_t>(at + len - v.data()));
-}
-
 }  // namespace
 
 Connection::Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener)
@@ -422,7 +415,7 @@ long Connection::scan_head() {
 
 int Connection::on_url(llhttp_t* p, const char* at, std::size_t len) {
   auto* c = static_cast<Connection*>(p->data);
-  extend(c->ex_->req.target, at, len);
+  http::extend_view(c->ex_->req.target, at, len);
   return 0;
 }
 
@@ -436,7 +429,7 @@ int Connection::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
     h.add(std::string_view(at, len), {});
     c->last_was_value_ = false;
   } else {
-    extend(h[h.size() - 1].name, at, len);
+    http::extend_view(h[h.size() - 1].name, at, len);
   }
   return 0;
 }
@@ -445,7 +438,7 @@ int Connection::on_header_value(llhttp_t* p, const char* at, std::size_t len) {
   auto* c = static_cast<Connection*>(p->data);
   if (p->flags & F_TRAILING) return c->count_trailer(len);
   http::HeaderList& h = c->ex_->req.headers;
-  extend(h[h.size() - 1].value, at, len);
+  http::extend_view(h[h.size() - 1].value, at, len);
   c->last_was_value_ = true;
   return 0;
 }

@@ -22,13 +22,6 @@ namespace {
 constexpr std::size_t kReplayMax = 64 * 1024;  // request bodies kept for a retry up to this
 constexpr std::size_t kBacklogMax = 256 * 1024;
 
-void extend(std::string_view& v, const char* at, std::size_t len) {
-  if (v.empty())
-    v = std::string_view(at, len);
-  else
-    v = std::string_view(v.data(), static_cast<std::size_t>(at + len - v.data()));
-}
-
 void append_hex(std::string& out, std::size_t v) {
   char buf[20];
   auto r = std::to_chars(buf, buf + sizeof buf, v, 16);
@@ -77,13 +70,12 @@ void ProxySession::start(http::Exchange& ex, const routes::Route* route, bool bo
   stale_ = std::static_pointer_cast<const cache::CachedResponse>(ex.forward.cache_stale);
   revalidated_ = false;
   lead_store_.reset();
-  if (ex.forward.cache_lead) {
-    const auto* handler =
-        route ? dynamic_cast<const routes::ProxyHandler*>(route->handler.get()) : nullptr;
-    if (handler && handler->options().cache) {
-      lead_store_ = handler->options().cache;
-      lead_key_ = ex.forward.cache_key;
-    }
+  const auto* handler =
+      route ? dynamic_cast<const routes::ProxyHandler*>(route->handler.get()) : nullptr;
+  opts_ = handler ? &handler->options() : nullptr;
+  if (ex.forward.cache_lead && opts_ && opts_->cache) {
+    lead_store_ = opts_->cache;
+    lead_key_ = ex.forward.cache_key;
   }
   attempt();
 }
@@ -357,9 +349,7 @@ void ProxySession::fail_client(int status) {
   end_lead();
   // stale-if-error (RFC 5861): the origin's allowance or the route's grace.
   if (stale_ && !head_sent_) {
-    const auto* handler =
-        route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
-    std::int64_t grace = handler ? handler->options().cache_grace : 0;
+    std::int64_t grace = opts_ ? opts_->cache_grace : 0;
     if (stale_->facts.cc.stale_if_error) grace = std::max(grace, *stale_->facts.cc.stale_if_error);
     std::int64_t age = stale_->age(std::time(nullptr));
     bool may = !stale_->facts.cc.must_revalidate && !stale_->facts.cc.proxy_revalidate &&
@@ -385,29 +375,21 @@ void ProxySession::refresh_from_304() {
   // the fields edge derived for the variant it made (ETag weakened, Vary, Content-Encoding).
   auto fresh = std::make_shared<cache::CachedResponse>(*stale_);
   bool edge_coded = !stale_->coding.empty();
-  for (const http::HeaderField& h : resp_headers_) {
-    std::string_view n = h.name;
-    if (routes::is_hop_by_hop(n) || http::iequals(n, "Content-Length") ||
-        http::iequals(n, "Date") || http::iequals(n, "Server") ||
-        http::iequals(n, "X-Powered-By") || http::iequals(n, "Age") ||
-        http::iequals(n, "Set-Cookie") || http::iequals(n, "X-Request-Id") ||
-        (edge_coded && (http::iequals(n, "ETag") || http::iequals(n, "Vary") ||
-                        http::iequals(n, "Content-Encoding"))))
-      continue;
-    // Fields of that name are replaced by the 304's (all its lines, in order).
-    std::erase_if(fresh->headers, [&](const auto& kv) { return http::iequals(kv.first, n); });
-  }
-  for (const http::HeaderField& h : resp_headers_) {
-    std::string_view n = h.name;
-    if (routes::is_hop_by_hop(n) || http::iequals(n, "Content-Length") ||
-        http::iequals(n, "Date") || http::iequals(n, "Server") ||
-        http::iequals(n, "X-Powered-By") || http::iequals(n, "Age") ||
-        http::iequals(n, "Set-Cookie") || http::iequals(n, "X-Request-Id") ||
-        (edge_coded && (http::iequals(n, "ETag") || http::iequals(n, "Vary") ||
-                        http::iequals(n, "Content-Encoding"))))
-      continue;
-    fresh->headers.emplace_back(n, h.value);
-  }
+  auto merged = [&](std::string_view n) {
+    return !(routes::is_hop_by_hop(n) || http::iequals(n, "Content-Length") ||
+             http::iequals(n, "Date") || http::iequals(n, "Server") ||
+             http::iequals(n, "X-Powered-By") || http::iequals(n, "Age") ||
+             http::iequals(n, "Set-Cookie") || http::iequals(n, "X-Request-Id") ||
+             (edge_coded && (http::iequals(n, "ETag") || http::iequals(n, "Vary") ||
+                             http::iequals(n, "Content-Encoding"))));
+  };
+  // Fields the 304 carries replace the stored ones of that name (all its lines, in order).
+  for (const http::HeaderField& h : resp_headers_)
+    if (merged(h.name))
+      std::erase_if(fresh->headers,
+                    [&](const auto& kv) { return http::iequals(kv.first, h.name); });
+  for (const http::HeaderField& h : resp_headers_)
+    if (merged(h.name)) fresh->headers.emplace_back(h.name, h.value);
   std::string_view cc = resp_headers_.list("Cache-Control", scratch_);
   if (!cc.empty()) fresh->facts.cc = cache::CacheControl::parse(cc);
   // No Date on the 304: the refresh time (the old Date would leave the copy stale at once).
@@ -420,11 +402,9 @@ void ProxySession::refresh_from_304() {
   fresh->facts.age = 0;
   fresh->request_time = static_cast<std::time_t>(ex_->forward.cache_request_time);
   fresh->response_time = std::time(nullptr);
-  const auto* handler =
-      route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
   bool stored = false;
-  if (handler && handler->options().cache) {
-    const auto& o = handler->options();
+  if (opts_ && opts_->cache) {
+    const routes::ProxyOptions& o = *opts_;
     fresh->lifetime = cache::freshness_lifetime(fresh->facts, o.cache_policy);
     // The 304 may have changed what may be shared (private, no-store…): checked again.
     auto req_cc =
@@ -623,10 +603,8 @@ bool ProxySession::end_encoding() {
 void ProxySession::cache_decide() {
   capture_.reset();
   cache_.reset();
-  const auto* handler =
-      route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
-  if (!handler || !handler->options().cache) return;
-  const routes::ProxyOptions& o = handler->options();
+  if (!opts_ || !opts_->cache) return;
+  const routes::ProxyOptions& o = *opts_;
   http::Response& r = ex_->resp;
   const http::Forward& f = ex_->forward;
   const http::Request& req = ex_->req;
@@ -731,10 +709,8 @@ void ProxySession::choose_coding() {
   encoder_.reset();
   coding_ = http::Coding::kIdentity;
   compressible_ = false;
-  const auto* handler =
-      route_ ? dynamic_cast<const routes::ProxyHandler*>(route_->handler.get()) : nullptr;
-  if (!handler) return;
-  const routes::CompressOptions& o = handler->options().compress;
+  if (!opts_) return;
+  const routes::CompressOptions& o = opts_->compress;
   if (!o.enabled) return;
   http::Response& r = ex_->resp;
   bool vary = false;
@@ -781,7 +757,7 @@ int ProxySession::on_header_field(llhttp_t* p, const char* at, std::size_t len) 
     s->resp_headers_.add(std::string_view(at, len), {});
     s->last_was_value_ = false;
   } else {
-    extend(s->resp_headers_[s->resp_headers_.size() - 1].name, at, len);
+    http::extend_view(s->resp_headers_[s->resp_headers_.size() - 1].name, at, len);
   }
   return 0;
 }
@@ -790,7 +766,7 @@ int ProxySession::on_header_value(llhttp_t* p, const char* at, std::size_t len) 
   auto* s = static_cast<ProxySession*>(p->data);
   if (p->flags & F_TRAILING) return 0;  // response trailers are not passed on
   if (s->resp_headers_.empty()) return -1;
-  extend(s->resp_headers_[s->resp_headers_.size() - 1].value, at, len);
+  http::extend_view(s->resp_headers_[s->resp_headers_.size() - 1].value, at, len);
   s->last_was_value_ = true;
   return 0;
 }
@@ -852,14 +828,7 @@ bool ProxySession::build_response_head() {
         http::iequals(n, "Date") || http::iequals(n, "X-Powered-By") ||
         http::iequals(n, "X-Request-Id") || route_sets(n))
       continue;
-    bool named = false;
-    for (const http::HeaderField& c : h) {
-      if (!http::iequals(c.name, "Connection")) continue;
-      http::for_each_list_element(c.value, [&](std::string_view el) {
-        if (http::iequals(el, n)) named = true;
-      });
-    }
-    if (named) continue;
+    if (h.has_token("Connection", n)) continue;
     r.headers.add(n, f.value);
   }
   r.body.kind = http::Body::Kind::kStream;

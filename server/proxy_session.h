@@ -19,6 +19,7 @@ class Worker;
 class Connection;
 namespace routes {
 struct Route;
+struct ProxyOptions;
 class StreamEncoder;
 }  // namespace routes
 namespace cache {
@@ -98,6 +99,7 @@ class ProxySession {
   ProxyClient& client_;
   http::Exchange* ex_ = nullptr;
   const routes::Route* route_ = nullptr;
+  const routes::ProxyOptions* opts_ = nullptr;  // the route's proxy options (null: not a proxy)
   const http::UpstreamPool* pool_ = nullptr;
   UpstreamConn* up_ = nullptr;
   State state_ = State::kIdle;

@@ -15,6 +15,15 @@ struct HeaderField {
   std::string_view value;
 };
 
+// A parser callback's piece of a name or value appended to the view collected so far (the pieces
+// are contiguous in the buffer being parsed).
+inline void extend_view(std::string_view& v, const char* at, std::size_t len) {
+  if (v.empty())
+    v = std::string_view(at, len);
+  else
+    v = std::string_view(v.data(), static_cast<std::size_t>(at + len - v.data()));
+}
+
 class HeaderList {
  public:
   void clear() { fields_.clear(); }
@@ -54,6 +63,18 @@ class HeaderList {
     }
     if (joined) return scratch;
     return first ? first->value : std::string_view{};
+  }
+  // Whether a list-valued field (any of its lines) holds `token` (case-insensitive), e.g.
+  // has_token("Connection", "upgrade").
+  bool has_token(std::string_view name, std::string_view token) const {
+    for (const auto& f : fields_) {
+      if (!iequals(f.name, name)) continue;
+      bool found = false;
+      for_each_list_element(f.value,
+                            [&](std::string_view el) { found = found || iequals(el, token); });
+      if (found) return true;
+    }
+    return false;
   }
   void remove(std::string_view name) {
     std::erase_if(fields_, [&](const HeaderField& f) { return iequals(f.name, name); });
