@@ -80,6 +80,11 @@ void RedisLimiter::start() {
   connect();
 }
 
+void RedisLimiter::retry_later() {
+  uv_timer_start(
+      &retry_, [](uv_timer_t* t) { static_cast<RedisLimiter*>(t->data)->connect(); }, 1000, 0);
+}
+
 void RedisLimiter::connect() {
   if (stopping_ || ctx_) return;
   ctx_ = redisAsyncConnect(s_.redis_host.c_str(), s_.redis_port);
@@ -87,8 +92,7 @@ void RedisLimiter::connect() {
     went_down(ctx_ ? ctx_->errstr : "out of memory");
     if (ctx_) redisAsyncFree(ctx_);
     ctx_ = nullptr;
-    uv_timer_start(
-        &retry_, [](uv_timer_t* t) { static_cast<RedisLimiter*>(t->data)->connect(); }, 1000, 0);
+    retry_later();
     return;
   }
   ctx_->data = this;
@@ -98,8 +102,7 @@ void RedisLimiter::connect() {
     redisAsyncFree(ctx_);
     ctx_ = nullptr;
     went_down("cannot attach to the loop");
-    uv_timer_start(
-        &retry_, [](uv_timer_t* t) { static_cast<RedisLimiter*>(t->data)->connect(); }, 1000, 0);
+    retry_later();
     return;
   }
   redisAsyncSetConnectCallback(ctx_, on_connect);
@@ -129,10 +132,7 @@ void RedisLimiter::on_connect(const redisAsyncContext* c, int status) {
     self->ctx_ = nullptr;
     self->connected_ = false;
     self->went_down(c->errstr);
-    if (!self->stopping_)
-      uv_timer_start(
-          &self->retry_, [](uv_timer_t* t) { static_cast<RedisLimiter*>(t->data)->connect(); },
-          1000, 0);
+    if (!self->stopping_) self->retry_later();
     return;
   }
   // connected_ waits for the PONG.
@@ -162,9 +162,7 @@ void RedisLimiter::on_disconnect(const redisAsyncContext* c, int status) {
   self->pending_ = 0;
   if (self->stopping_) return;
   self->went_down(status == REDIS_OK ? "connection closed" : c->errstr);
-  uv_timer_start(
-      &self->retry_, [](uv_timer_t* t) { static_cast<RedisLimiter*>(t->data)->connect(); }, 1000,
-      0);
+  self->retry_later();
 }
 
 void RedisLimiter::went_down(const char* why) {
@@ -282,8 +280,7 @@ void RedisLimiter::check(std::uint64_t now_ms) {
   pending_ = 0;
   c->onDisconnect = nullptr;
   redisAsyncFree(c);
-  uv_timer_start(
-      &retry_, [](uv_timer_t* t) { static_cast<RedisLimiter*>(t->data)->connect(); }, 1000, 0);
+  retry_later();
 }
 
 void RedisLimiter::stop() {

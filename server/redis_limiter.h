@@ -55,6 +55,7 @@ class RedisLimiter {
   static void on_reply(redisAsyncContext* c, void* reply, void* priv);
   static void on_pong(redisAsyncContext* c, void* reply, void* priv);
   void connect();
+  void retry_later();  // connect() again in a second
   bool send(LimitTicket* t, bool eval);
   void went_down(const char* why);
 
