@@ -83,12 +83,6 @@ bool credentials(const http::Request& req) {
   return req.headers.find("Authorization") || req.headers.find("Cookie");
 }
 
-void append_int(std::string& out, std::int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-}
-
 }  // namespace
 
 void answer_from(http::Exchange& ex, std::shared_ptr<const cache::CachedResponse> r,
@@ -99,7 +93,7 @@ void answer_from(http::Exchange& ex, std::shared_ptr<const cache::CachedResponse
   for (const auto& [k, v] : r->headers) resp.headers.add(k, v);
   std::string& buf = ex.scratch2;  // Age lives here; cache_status may too (it comes first)
   std::size_t at = buf.size();
-  append_int(buf, age);
+  http::append_number(buf, age);
   resp.headers.add("Age", std::string_view(buf).substr(at));
   resp.headers.add("Cache-Status", cache_status);
   // A conditional request answered from the copy: If-None-Match, else If-Modified-Since.
@@ -226,7 +220,7 @@ bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
     std::string& buf = ex.scratch2;
     buf.reserve(96);
     buf.assign("edge; hit; ttl=");
-    append_int(buf, r->lifetime - age);
+    http::append_number(buf, r->lifetime - age);
     buf.append("; detail=stale-while-revalidate");
     std::size_t len = buf.size();
     answer_from(ex, std::move(r), age, std::string_view(buf).substr(0, len));
@@ -237,7 +231,7 @@ bool serve_from_cache(http::Exchange& ex, const ProxyOptions& o,
   std::string& buf = ex.scratch2;
   buf.reserve(96);
   buf.assign("edge; hit; ttl=");
-  append_int(buf, r->lifetime - age);
+  http::append_number(buf, r->lifetime - age);
   std::size_t len = buf.size();
   answer_from(ex, std::move(r), age, std::string_view(buf).substr(0, len));
   return true;

@@ -15,12 +15,6 @@
 namespace edge::routes {
 namespace {
 
-void append_num(std::string& out, std::int64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-}
-
 std::int64_t ceil_seconds(std::int64_t us) {
   return us <= 0 ? 0 : (us + 999999) / 1000000;
 }
@@ -120,7 +114,7 @@ bool limit_key(const RateLimit& l, const RateLimitSettings& s, const http::Reque
     }
     inet_ntop(AF_INET6, ip->bytes.data(), text, sizeof text);
     out.append("ip:").append(text).push_back('/');
-    append_num(out, prefix);
+    http::append_number(out, prefix);
   } else {
     inet_ntop(AF_INET, ip->bytes.data(), text, sizeof text);
     out.append("ip:").append(text);
@@ -225,16 +219,16 @@ void ConnCounter::release(const http::IpAddress& a) {
 void append_limit_headers(const RateLimit& l, const LimitResult& r, std::string& out) {
   // draft-ietf-httpapi-ratelimit-headers-08 (what express-rate-limit's "draft-8" sends).
   out.append("\r\nRateLimit-Policy: \"").append(l.name).append("\";q=");
-  append_num(out, static_cast<std::int64_t>(l.requests));
+  http::append_number(out, static_cast<std::int64_t>(l.requests));
   out.append(";w=");
-  append_num(out, std::max<std::int64_t>(1, l.window.count() / 1000));
+  http::append_number(out, std::max<std::int64_t>(1, l.window.count() / 1000));
   out.append("\r\nRateLimit: \"").append(l.name).append("\";r=");
-  append_num(out, static_cast<std::int64_t>(r.remaining));
+  http::append_number(out, static_cast<std::int64_t>(r.remaining));
   out.append(";t=");
-  append_num(out, ceil_seconds(r.allowed ? r.reset_us : r.wait_us));
+  http::append_number(out, ceil_seconds(r.allowed ? r.reset_us : r.wait_us));
   if (!r.allowed) {
     out.append("\r\nRetry-After: ");
-    append_num(out, std::max<std::int64_t>(1, ceil_seconds(r.wait_us)));
+    http::append_number(out, std::max<std::int64_t>(1, ceil_seconds(r.wait_us)));
   }
 }
 
@@ -246,7 +240,7 @@ void refuse(http::Exchange& ex, const RateLimitSettings& s, const RateLimit& lim
     ex.scratch.push_back(c);
   }
   ex.scratch.append("\",\"retry_after\":");
-  append_num(ex.scratch, std::max<std::int64_t>(1, ceil_seconds(r.wait_us)));
+  http::append_number(ex.scratch, std::max<std::int64_t>(1, ceil_seconds(r.wait_us)));
   ex.scratch.append(",\"request_id\":\"").append(ex.req.request_id).append("\"}\n");
   ex.resp.status = 429;
   ex.resp.content_type = "application/json";

@@ -44,12 +44,6 @@ bool request_id_ok(std::string_view id) {
   return true;
 }
 
-void append_num(std::string& out, std::uint64_t v) {
-  char buf[24];
-  auto r = std::to_chars(buf, buf + sizeof buf, v);
-  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-}
-
 }  // namespace
 
 Connection::Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener)
@@ -734,7 +728,7 @@ void Connection::respond_error(int status, bool close_after) {
   r.status = status;
   r.content_type = kTextPlain;
   ex.scratch.clear();
-  append_num(ex.scratch, static_cast<std::uint64_t>(status));
+  http::append_number(ex.scratch, static_cast<std::uint64_t>(status));
   ex.scratch.push_back(' ');
   ex.scratch.append(http::reason_phrase(status));
   ex.scratch.push_back('\n');
@@ -783,7 +777,7 @@ void Connection::serialize_head(const routes::Route* route) {
   const ServerConfig& sc = w_.config()->server;
   std::string& o = out_;
   o.append("HTTP/1.1 ");
-  append_num(o, static_cast<std::uint64_t>(r.status));
+  http::append_number(o, static_cast<std::uint64_t>(r.status));
   o.push_back(' ');
   o.append(http::reason_phrase(r.status));
   o.append("\r\nServer: ");
@@ -797,7 +791,7 @@ void Connection::serialize_head(const routes::Route* route) {
   if (r.status != 304 && r.status != 204 && r.status >= 200) {
     if (r.body.kind != http::Body::Kind::kStream || r.body.length != http::Body::kUnknownLength) {
       o.append("\r\nContent-Length: ");
-      append_num(o, r.body.size());
+      http::append_number(o, r.body.size());
     } else if (stream_chunked_) {
       o.append("\r\nTransfer-Encoding: chunked");
     }
@@ -823,12 +817,12 @@ void Connection::serialize_head(const routes::Route* route) {
     if (r.range_unsatisfied) {
       o.push_back('*');
     } else {
-      append_num(o, r.range_first);
+      http::append_number(o, r.range_first);
       o.push_back('-');
-      append_num(o, r.range_last);
+      http::append_number(o, r.range_last);
     }
     o.push_back('/');
-    append_num(o, r.range_total);
+    http::append_number(o, r.range_total);
   }
   for (const http::HeaderField& f : r.headers) {
     o.append("\r\n");
@@ -1147,9 +1141,8 @@ bool Connection::proxy_head() {
 bool Connection::proxy_body(const char* data, std::size_t len, bool& backlogged) {
   if (phase_ == Phase::kClosed) return false;
   if (stream_chunked_) {
-    char hex[20];
-    auto r = std::to_chars(hex, hex + sizeof hex, len, 16);
-    out_.append(hex, static_cast<std::size_t>(r.ptr - hex)).append("\r\n");
+    http::append_number(out_, len, 16);
+    out_.append("\r\n");
     out_.append(data, len).append("\r\n");
   } else {
     out_.append(data, len);

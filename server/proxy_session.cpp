@@ -22,12 +22,6 @@ namespace {
 constexpr std::size_t kReplayMax = 64 * 1024;  // request bodies kept for a retry up to this
 constexpr std::size_t kBacklogMax = 256 * 1024;
 
-void append_hex(std::string& out, std::size_t v) {
-  char buf[20];
-  auto r = std::to_chars(buf, buf + sizeof buf, v, 16);
-  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
-}
-
 }  // namespace
 
 ProxySession::ProxySession(Worker& w, ProxyClient& client) : w_(w), client_(client) {}
@@ -139,9 +133,8 @@ void ProxySession::send_request_head() {
       head_.append("Transfer-Encoding: chunked\r\n");
     } else {
       head_.append("Content-Length: ");
-      char buf[24];
-      auto r = std::to_chars(buf, buf + sizeof buf, req.content_length);
-      head_.append(buf, static_cast<std::size_t>(r.ptr - buf)).append("\r\n");
+      http::append_number(head_, req.content_length);
+      head_.append("\r\n");
     }
   } else if (req.method == http::Method::kPost || req.method == http::Method::kPut ||
              req.method == http::Method::kPatch) {
@@ -167,7 +160,7 @@ void ProxySession::request_body(const char* data, std::size_t len) {
   if (chunked_) {
     // The client's chunk boundaries are not kept: each piece that arrived becomes one chunk.
     scratch_.clear();
-    append_hex(scratch_, len);
+    http::append_number(scratch_, len, 16);
     scratch_.append("\r\n").append(data, len).append("\r\n");
     framed = scratch_;
   }

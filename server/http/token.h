@@ -1,9 +1,19 @@
 // RFC 9110 token grammar and case-insensitive comparison, shared by every header parser.
 #pragma once
+#include <charconv>
 #include <cstddef>
+#include <string>
 #include <string_view>
 
 namespace edge::http {
+
+// Appends an integer in decimal (Content-Length, Age…) or hex (chunk sizes), without allocating.
+template <class Int>
+void append_number(std::string& out, Int v, int base = 10) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v, base);
+  out.append(buf, static_cast<std::size_t>(r.ptr - buf));
+}
 
 inline bool is_tchar(unsigned char c) {
   // tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
