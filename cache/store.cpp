@@ -77,7 +77,10 @@ bool Store::insert(const std::string& key, std::shared_ptr<const CachedResponse>
     replaced = true;
     break;
   }
-  if (!replaced && variants.size() >= kMaxVariants) erase(variants.front().get());
+  if (!replaced && variants.size() >= kMaxVariants) {
+    erase(variants.front().get());
+    ++evictions_;
+  }
   auto& vs = map_[key];  // (erase may have removed the vector; taken again)
   if (!replaced) {
     auto e = std::make_unique<Entry>();
@@ -89,7 +92,10 @@ bool Store::insert(const std::string& key, std::shared_ptr<const CachedResponse>
     bytes_ += size;
     ++entries_;
   }
-  while (bytes_ > max_bytes_ && !lru_.empty()) erase(lru_.back());
+  while (bytes_ > max_bytes_ && !lru_.empty()) {
+    erase(lru_.back());
+    ++evictions_;
+  }
   return true;
 }
 
@@ -102,6 +108,11 @@ void Store::erase(Entry* e) {
   auto& v = it->second;
   std::erase_if(v, [&](const std::unique_ptr<Entry>& x) { return x.get() == e; });  // frees e
   if (v.empty()) map_.erase(it);
+}
+
+Store::Stats Store::stats() const {
+  std::lock_guard lock(mu_);
+  return {bytes_, entries_, max_bytes_, evictions_, purged_};
 }
 
 std::uint64_t Store::generation() const {
@@ -121,6 +132,7 @@ std::size_t Store::purge(std::string_view key, bool fence) {
     --entries_;
   }
   map_.erase(it);
+  if (fence) purged_ += n;
   return n;
 }
 
@@ -132,6 +144,7 @@ std::size_t Store::purge_prefix(std::string_view prefix) {
     if (std::string_view(k).starts_with(prefix))
       for (auto& e : v) doomed.push_back(e.get());
   for (Entry* e : doomed) erase(e);
+  purged_ += doomed.size();
   return doomed.size();
 }
 
@@ -144,6 +157,7 @@ std::size_t Store::purge_tag(std::string_view tag) {
       if (std::find(e->r->tags.begin(), e->r->tags.end(), tag) != e->r->tags.end())
         doomed.push_back(e.get());
   for (Entry* e : doomed) erase(e);
+  purged_ += doomed.size();
   return doomed.size();
 }
 

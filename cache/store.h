@@ -66,6 +66,12 @@ class Store {
   std::size_t purge_tag(std::string_view tag);        // every response tagged with it
   std::size_t bytes() const;
   std::size_t entries() const;
+  struct Stats {
+    std::size_t bytes, entries, capacity;
+    std::uint64_t evictions;  // dropped to make room (LRU) or for a URL's variant limit
+    std::uint64_t purged;     // dropped by an operator's purge
+  };
+  Stats stats() const;
 
   // Request coalescing: the first miss for a key leads (fetches, then calls done()); the others
   // (any worker) wait and are told when it is done, to look again. A lead older than 30 s is
@@ -102,6 +108,7 @@ class Store {
   std::size_t max_bytes_, max_object_;
   std::size_t bytes_ = 0, entries_ = 0;
   std::uint64_t generation_ = 0;
+  std::uint64_t evictions_ = 0, purged_ = 0;
   struct Hash {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }

@@ -375,4 +375,18 @@ void ProxyHandler::handle(http::Exchange& ex) const {
   }
 }
 
+http::metrics::CacheResult cache_result(const http::Response& resp) {
+  using R = http::metrics::CacheResult;
+  std::string_view cs = resp.headers.get("Cache-Status");
+  if (!cs.starts_with("edge;")) return R::kNone;
+  if (cs.find("; hit") != std::string_view::npos)
+    return cs.find("detail=stale") != std::string_view::npos ? R::kStale : R::kHit;
+  if (cs.find("fwd=stale; fwd-status=304") != std::string_view::npos) return R::kRevalidated;
+  if (cs.find("fwd=request") != std::string_view::npos ||
+      cs.find("fwd=method") != std::string_view::npos ||
+      cs.find("fwd=bypass") != std::string_view::npos)
+    return R::kBypass;
+  return R::kMiss;  // fwd=miss, fwd=stale (a new response replaced the copy)
+}
+
 }  // namespace edge::routes

@@ -7,6 +7,7 @@
 #include "cache/store.h"
 #include "routes/compress_policy.h"
 #include "server/http/exchange.h"
+#include "server/http/metrics.h"
 #include "server/http/upstream.h"
 
 namespace edge::routes {
@@ -73,5 +74,10 @@ void answer_from(http::Exchange& ex, std::shared_ptr<const cache::CachedResponse
 
 // The JSON error body proxies answer with: {"error":"<reason>","request_id":"<id>"}.
 void proxy_error(http::Exchange& ex, int status);
+
+// What the cache did for a response of a cached route, read from its Cache-Status field: hit,
+// stale (served stale: stale-while-revalidate, stale-if-error), revalidated (a 304 refreshed the
+// copy), miss (fetched; stored or not), bypass (the request or method was not for the cache).
+http::metrics::CacheResult cache_result(const http::Response& resp);
 
 }  // namespace edge::routes

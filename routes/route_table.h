@@ -12,12 +12,16 @@
 #include "routes/rate_limit.h"
 #include "routes/security_headers.h"
 #include "server/http/exchange.h"
+#include "server/http/metrics.h"
 
 namespace edge::routes {
 
 struct Route {
   enum class Match { kAll, kExact, kPrefix, kRegex };
-  int line = 0;                    // where the route stands in its config file
+  int line = 0;       // where the route stands in its config file
+  std::string label;  // in metrics and logs: its `name`, else its pattern ("-": none)
+  http::metrics::RouteStats* stats = nullptr;  // its counters (null: not counted)
+  bool cached = false;                         // a proxy route with a cache
   std::vector<std::string> hosts;  // lower-case; "*.example.com" matches subdomains; empty: any
   Match match = Match::kAll;
   std::string pattern;

@@ -19,8 +19,10 @@
 #include "routes/proxy.h"
 #include "routes/redirect.h"
 #include "routes/static_files.h"
+#include "server/admin.h"
 #include "server/http/content_coding.h"
 #include "server/http/token.h"
+#include "server/metrics.h"
 #include "tls/client_context.h"
 #include "tls/self_signed.h"
 
@@ -111,7 +113,8 @@ class Loader {
     check_keys(t, "[server]",
                {"workers", "grace_period", "header_timeout", "keepalive_timeout", "send_timeout",
                 "max_request_line", "max_header_bytes", "max_headers", "server_header",
-                "trusted_proxies"});
+                "trusted_proxies", "pid_file"});
+    if (auto* n = t.get("pid_file")) s.pid_file = path(*n, "pid_file");
     if (auto* n = t.get("workers")) {
       long long w = 0;
       if (n->is_integer()) {
@@ -277,7 +280,11 @@ class Loader {
       o.session_cache_size = size(*v, "session_cache_size");
     try {
       l.tls = std::make_shared<ListenConfig::TlsSlot>();
-      l.tls->ctx.store(tls::TlsContext::create(o));
+      std::shared_ptr<const tls::TlsContext> old;  // a reload: session tickets stay valid
+      if (previous)
+        for (const auto& p : previous->listeners)
+          if (p.address == l.address && p.tls) old = p.tls->ctx.load();
+      l.tls->ctx.store(tls::TlsContext::create(o, old.get()));
     } catch (const tls::TlsError& e) {
       std::string what = e.what();
       // The file the message names first is the one at fault ("key K does not match cert C").
@@ -314,19 +321,26 @@ class Loader {
     if (!n) fail(t, "[[listen]] needs an address such as \"127.0.0.1:8080\" or \"[::1]:8080\"");
     l.line = line_of(*n);
     l.address = str(*n, "address");
+    parse_address(*n, l);
+    if (auto* tn = t.get("tls")) load_tls(*tn, l);
+    return l;
+  }
+
+  // l.address ("host:port", "[v6]:port") into l.host, l.port, l.ipv6.
+  void parse_address(const toml::node& n, ListenConfig& l) const {
     std::string_view a = l.address;
     std::string host, port;
     if (a.starts_with("[")) {
       auto close = a.find(']');
       if (close == std::string_view::npos || close + 1 >= a.size() || a[close + 1] != ':')
-        fail(*n, "address \"" + l.address + "\": expected [IPv6]:port");
+        fail(n, "address \"" + l.address + "\": expected [IPv6]:port");
       host = std::string(a.substr(1, close - 1));
       port = std::string(a.substr(close + 2));
       l.ipv6 = true;
     } else {
       auto colon = a.rfind(':');
       if (colon == std::string_view::npos)
-        fail(*n, "address \"" + l.address + "\": expected host:port");
+        fail(n, "address \"" + l.address + "\": expected host:port");
       host = std::string(a.substr(0, colon));
       port = std::string(a.substr(colon + 1));
       if (host.empty() || host == "*") host = "0.0.0.0";
@@ -334,14 +348,35 @@ class Loader {
     }
     unsigned char buf[16];
     if (inet_pton(l.ipv6 ? AF_INET6 : AF_INET, host.c_str(), buf) != 1)
-      fail(*n, "address \"" + l.address + "\": \"" + host + "\" is not a numeric IP address");
+      fail(n, "address \"" + l.address + "\": \"" + host + "\" is not a numeric IP address");
     char* end = nullptr;
     long p = std::strtol(port.c_str(), &end, 10);
     if (port.empty() || *end || p < 0 || p > 65535)
-      fail(*n, "address \"" + l.address + "\": bad port");
+      fail(n, "address \"" + l.address + "\": bad port");
     l.host = host;
     l.port = static_cast<int>(p);
-    if (auto* tn = t.get("tls")) load_tls(*tn, l);
+  }
+
+  // [admin]: a listener of its own (not TLS), served by the admin routes.
+  ListenConfig load_admin(const toml::table& t, std::string& token) const {
+    check_keys(t, "[admin]", {"listen", "token"});
+    ListenConfig l;
+    l.admin = true;
+    l.line = line_of(t);
+    l.address = "127.0.0.1:9901";
+    const toml::node* at = &t;
+    if (auto* n = t.get("listen")) {
+      l.address = str(*n, "listen");
+      l.line = line_of(*n);
+      at = n;
+    }
+    parse_address(*at, l);
+    if (auto* n = t.get("token")) {
+      token = str(*n, "token");
+      for (char c : token)
+        if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+          fail(*n, "token must not contain spaces or control characters");
+    }
     return l;
   }
 
@@ -750,6 +785,7 @@ class Loader {
   }
 
   std::shared_ptr<cache::Store> cache_store;  // [cache]: the one store every cached route uses
+  const Config* previous = nullptr;           // a reload: the config now serving
 
   void load_cache_settings(const toml::table& t, std::size_t& size_out) const {
     check_keys(t, "[cache]", {"size"});
@@ -903,9 +939,14 @@ class Loader {
          "spa_fallback", "immutable",      "hashed_assets", "cache_control", "dotfiles",
          "symlinks",     "max_body",       "headers",       "compress",      "security_headers",
          "csp",          "remove_headers", "proxy",         "strip_prefix",  "proxy_host",
-         "websocket",    "rate_limit",     "cache",         "cache_purge"});
+         "websocket",    "rate_limit",     "cache",         "cache_purge",   "name"});
     routes::Route r;
     r.line = line_of(t);
+    if (auto* n = t.get("name")) {
+      r.label = str(*n, "name");
+      if (r.label.empty() || r.label.size() > 100)
+        fail(*n, "name must be 1 to 100 characters (it labels the route's metrics)");
+    }
     if (auto* n = t.get("host")) {
       for (std::string h : strings(*n, "host")) {
         for (char& c : h) c = http::ascii_lower(c);
@@ -1192,8 +1233,74 @@ bool parse_size(std::string_view s, std::uint64_t& out) {
   return true;
 }
 
+namespace {
+
+// A route's metrics label when it has no name: host-qualified pattern.
+std::string route_label(const routes::Route& r) {
+  std::string s;
+  for (const auto& h : r.hosts) s += (s.empty() ? "" : ",") + h;
+  if (!s.empty()) s += "/";
+  switch (r.match) {
+    case routes::Route::Match::kAll:
+      s += "*";
+      break;
+    case routes::Route::Match::kRegex:
+      s += "~" + r.pattern;
+      break;
+    default:
+      s += r.pattern;
+  }
+  return s;
+}
+
+// What outlives a reload (see load_config).
+void carry_over(const Config& prev, Config& cfg, std::vector<std::string>& warnings) {
+  cfg.generation = prev.generation + 1;
+  cfg.conns_per_ip = prev.conns_per_ip;
+  if (prev.limiter && prev.rate_limit.max_keys == cfg.rate_limit.max_keys)
+    cfg.limiter = prev.limiter;
+  if (cfg.server.workers != prev.server.workers) {
+    warnings.push_back("[server] workers = " + std::to_string(cfg.server.workers) +
+                       " needs a restart; " + std::to_string(prev.server.workers) +
+                       " keep running");
+    cfg.server.workers = prev.server.workers;
+  }
+  if (cfg.log.access != prev.log.access || cfg.log.error != prev.log.error) {
+    warnings.push_back("[log] access/error destinations need a restart; the running ones stay");
+    cfg.log.access = prev.log.access;
+    cfg.log.error = prev.log.error;
+  }
+  auto& a = cfg.rate_limit;
+  const auto& b = prev.rate_limit;
+  if (a.store != b.store || a.redis_host != b.redis_host || a.redis_port != b.redis_port ||
+      a.redis_db != b.redis_db) {
+    warnings.push_back("[rate_limit] store needs a restart; the running store stays");
+    a.store = b.store;
+    a.redis_host = b.redis_host;
+    a.redis_port = b.redis_port;
+    a.redis_db = b.redis_db;
+  }
+  // Health: a server that stays (same pool, same address) keeps its verdicts and failure counts.
+  for (const auto& pool : cfg.upstreams)
+    for (const auto& old : prev.upstreams)
+      if (old->name == pool->name)
+        for (auto& s : pool->servers)
+          for (const auto& o : old->servers)
+            if (o->address == s->address) {
+              s->checked_up.store(o->checked_up.load());
+              s->check_streak.store(o->check_streak.load());
+              s->fails.store(o->fails.load());
+              s->window_start_ms.store(o->window_start_ms.load());
+              s->down_until_ms.store(o->down_until_ms.load());
+            }
+}
+
+}  // namespace
+
 std::shared_ptr<const Config> load_config(const std::string& path,
-                                          std::chrono::steady_clock::time_point started) {
+                                          std::chrono::steady_clock::time_point started,
+                                          const Config* previous,
+                                          std::vector<std::string>* warnings) {
   toml::table root;
   try {
     root = toml::parse_file(path);
@@ -1208,16 +1315,20 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   cfg->path = path;
   cfg->started = started;
   Loader L(path);
-  L.check_keys(
-      root, "the top level",
-      {"server", "log", "listen", "route", "security_headers", "upstream", "rate_limit", "cache"});
+  L.previous = previous;
+  L.check_keys(root, "the top level",
+               {"server", "log", "listen", "route", "security_headers", "upstream", "rate_limit",
+                "cache", "admin"});
   {
     std::size_t cache_size = 64u << 20;
     if (auto* n = root.get("cache")) {
       if (!n->is_table()) L.fail(*n, "cache must be a table: [cache]");
       L.load_cache_settings(*n->as_table(), cache_size);
     }
-    L.cache_store = std::make_shared<cache::Store>(cache_size, cache_size);
+    if (previous && previous->cache_store && previous->cache_store->stats().capacity == cache_size)
+      L.cache_store = previous->cache_store;  // a reload keeps what is stored
+    else
+      L.cache_store = std::make_shared<cache::Store>(cache_size, cache_size);
     cfg->cache_store = L.cache_store;
   }
   if (auto* n = root.get("rate_limit")) {
@@ -1240,6 +1351,10 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   if (!listens || !listens->is_array_of_tables())
     L.fail(listens ? Loader::line_of(*listens) : 1, "at least one [[listen]] is needed");
   for (auto&& el : *listens->as_array()) cfg->listeners.push_back(L.load_listen(*el.as_table()));
+  if (auto* n = root.get("admin")) {
+    if (!n->is_table()) L.fail(*n, "admin must be a table: [admin]");
+    cfg->listeners.push_back(L.load_admin(*n->as_table(), cfg->admin_token));
+  }
   std::set<std::pair<std::string, int>> seen;
   for (const auto& l : cfg->listeners)
     if (l.port != 0 && !seen.insert({l.host, l.port}).second)
@@ -1268,6 +1383,22 @@ std::shared_ptr<const Config> load_config(const std::string& path,
     cfg->routes.routes().push_back(std::move(r));
   }
   cfg->limiter = std::make_shared<routes::LocalLimiter>(cfg->rate_limit.max_keys);
+  std::vector<std::string> ignored;
+  if (previous) carry_over(*previous, *cfg, warnings ? *warnings : ignored);
+  admin::add_routes(*cfg);
+  // Metrics: every route, listener and upstream server gets its block of counters.
+  auto& reg = metrics::registry();
+  reg.set_workers(cfg->server.workers);
+  for (auto& r : cfg->routes.routes()) {
+    if (r.label.empty()) r.label = route_label(r);
+    r.stats = reg.route(r.label);
+    if (auto* p = dynamic_cast<const routes::ProxyHandler*>(r.handler.get()))
+      r.cached = p->options().cache != nullptr;
+    if (r.cached) r.stats->cached.store(true);
+  }
+  for (auto& l : cfg->listeners) l.stats = reg.listener(l.address);
+  for (auto& pool : cfg->upstreams)
+    for (auto& s : pool->servers) s->stats = reg.upstream(pool->name, s->address);
   return cfg;
 }
 

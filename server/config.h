@@ -12,6 +12,7 @@
 #include "cache/store.h"
 #include "routes/route_table.h"
 #include "server/http/ip.h"
+#include "server/http/metrics.h"
 #include "server/http/upstream.h"
 #include "tls/tls_context.h"
 
@@ -39,6 +40,8 @@ struct ListenConfig {
   bool https_redirect = false;  // answer every request (but /health) with a redirect to https://
   int https_port = 443;
   unsigned max_conns_per_ip = 0;  // concurrent connections per client address (0: no limit)
+  bool admin = false;             // the [admin] listener: served by Config::admin_routes
+  http::metrics::ListenerStats* stats = nullptr;
 };
 
 struct ServerConfig {
@@ -52,6 +55,7 @@ struct ServerConfig {
   std::size_t max_headers = 100;
   std::string server_header = "samia-edge";
   http::IpRanges trusted_proxies;  // peers whose CF-Connecting-IP / X-Forwarded-For are believed
+  std::string pid_file;            // written at start, removed at stop (edge --reload reads it)
 };
 
 struct LogConfig {
@@ -67,6 +71,9 @@ struct Config {
   std::vector<ListenConfig> listeners;
   routes::SecurityPolicy security;
   routes::RouteTable routes;
+  routes::RouteTable admin_routes;  // [admin]: metrics, status, health, purge
+  std::string admin_token;          // [admin] token (empty: none)
+  std::uint64_t generation = 1;     // 1 at start, +1 per reload
   std::vector<std::shared_ptr<http::UpstreamPool>> upstreams;  // [[upstream]], in file order
   routes::RateLimitSettings rate_limit;                        // [rate_limit]
   std::shared_ptr<cache::Store> cache_store;      // [cache]: shared by all workers and routes
@@ -84,8 +91,15 @@ struct Config {
 std::vector<std::string> reload_certificates(const Config& cfg);
 
 // Loads and validates a config file; throws ConfigError("file:line: problem").
+// `previous` (a reload): what must outlive a reload is carried over from it — the per-IP
+// connection counts, the rate-limit counters, the cache store (unless [cache] size changed),
+// upstream servers' health, TLS session-ticket keys; settings that need a restart ([server]
+// workers, [log] destinations, [rate_limit] store) keep their running values and are named in
+// `warnings`.
 std::shared_ptr<const Config> load_config(const std::string& path,
-                                          std::chrono::steady_clock::time_point started);
+                                          std::chrono::steady_clock::time_point started,
+                                          const Config* previous = nullptr,
+                                          std::vector<std::string>* warnings = nullptr);
 
 // "${VAR}" / "${VAR:-default}" expansion; throws std::runtime_error naming an unset variable.
 std::string expand_env(std::string_view s);

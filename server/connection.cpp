@@ -24,6 +24,7 @@
 #include "server/http/ip.h"
 #include "server/http/path.h"
 #include "server/http/status.h"
+#include "server/metrics.h"
 #include "server/worker.h"
 
 namespace edge {
@@ -47,7 +48,7 @@ bool request_id_ok(std::string_view id) {
 }  // namespace
 
 Connection::Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener)
-    : w_(w), fd_(fd), listener_(listener), peer_(peer) {
+    : w_(w), cfg_(w.config()), fd_(fd), listener_(listener), peer_(peer) {
   if (peer.ss_family == AF_INET6) {
     const auto* a = reinterpret_cast<const sockaddr_in6*>(&peer);
     inet_ntop(AF_INET6, &a->sin6_addr, client_ip_, sizeof client_ip_);
@@ -81,13 +82,15 @@ const llhttp_settings_t& Connection::settings() {
 }
 
 void Connection::start() {
-  if (const auto& slot = w_.config()->listeners[listener_].tls)
+  if (const auto& slot = cfg_->listeners[listener_].tls)
     tls_ = std::make_unique<tls::TlsTransport>(slot->ctx.load());
-  counted_ = w_.config()->listeners[listener_].max_conns_per_ip != 0;
+  counted_ = cfg_->listeners[listener_].max_conns_per_ip != 0;
+  stats_ = cfg_->listeners[listener_].stats;
+  stats_->at(w_.id()).opened.add();
   uv_poll_init(w_.loop(), &poll_, fd_);
   poll_.data = this;
   w_.link(this);
-  expire_in(w_.config()->server.header_timeout);
+  expire_in(cfg_->server.header_timeout);
   update_poll();
 }
 
@@ -143,9 +146,10 @@ void Connection::close() {
   if (proxy_) proxy_->abort();
   if (limit_ticket_) limit_ticket_->waiter = nullptr;  // its reply finds nobody
   limit_ticket_ = nullptr;
-  if (counted_) w_.config()->conns_per_ip->release(http::IpAddress::from(peer_));
+  if (counted_) cfg_->conns_per_ip->release(http::IpAddress::from(peer_));
   counted_ = false;
   proxying_ = streaming_ = false;
+  stats_->at(w_.id()).closed.add();
   w_.unlink(this);
   if (buf_ && !big_buf_) w_.give_buffer(std::move(buf_));
   buf_.reset();
@@ -195,7 +199,7 @@ void Connection::check_timeout(std::uint64_t now_ms) {
 }
 
 bool Connection::make_room() {
-  const ServerConfig& sc = w_.config()->server;
+  const ServerConfig& sc = cfg_->server;
   if (!buf_) {
     buf_ = w_.take_buffer();
     cap_ = Worker::kBufferSize;
@@ -237,7 +241,7 @@ bool Connection::make_room() {
 }
 
 void Connection::note_input() {
-  const ServerConfig& sc = w_.config()->server;
+  const ServerConfig& sc = cfg_->server;
   if (phase_ == Phase::kHead && !head_started_ && start_ == end_) {
     head_started_ = true;
     expire_in(sc.header_timeout);
@@ -293,7 +297,16 @@ void Connection::on_tls_readable() {
     return;
   }
   if (n < 0) return;
-  switch (tls_->feed(cipher, static_cast<std::size_t>(n))) {
+  bool was_done = tls_->handshake_done();
+  tls::TlsTransport::Result r = tls_->feed(cipher, static_cast<std::size_t>(n));
+  if (!was_done && tls_->handshake_done()) {
+    auto& st = stats_->at(w_.id());
+    st.tls_handshakes.add();
+    if (tls_->session_reused()) st.tls_resumptions.add();
+  } else if (!was_done && r == tls::TlsTransport::Result::kError) {
+    stats_->at(w_.id()).tls_errors.add();
+  }
+  switch (r) {
     case tls::TlsTransport::Result::kPlainHttp: {
       // Plain HTTP on the TLS port: a short answer in clear, then close.
       static constexpr std::string_view kMsg =
@@ -367,7 +380,7 @@ void Connection::begin_message() {
 }
 
 long Connection::scan_head() {
-  const ServerConfig& sc = w_.config()->server;
+  const ServerConfig& sc = cfg_->server;
   const char* p = buf_.get();
   if (scan_ == start_ && !first_line_done_) {
     // RFC 9112 2.2: ignore empty lines before the request line.
@@ -468,7 +481,7 @@ int Connection::on_headers_complete(llhttp_t* p) {
 
 int Connection::count_trailer(std::size_t len) {
   trailer_bytes_ += len;
-  if (trailer_bytes_ > w_.config()->server.max_header_bytes) {
+  if (trailer_bytes_ > cfg_->server.max_header_bytes) {
     parse_status_ = 431;
     return -1;
   }
@@ -515,7 +528,26 @@ int Connection::on_message_complete(llhttp_t* p) {
   return HPE_PAUSED;
 }
 
+void Connection::refresh_config() {
+  const auto& now = w_.config();
+  if (now.get() == cfg_.get()) return;
+  // A reload: the next request uses the new snapshot, on the same listener (found by address).
+  const ListenConfig& mine = cfg_->listeners[listener_];
+  for (std::size_t i = 0; i < now->listeners.size(); ++i) {
+    const ListenConfig& l = now->listeners[i];
+    if (l.address == mine.address && l.admin == mine.admin &&
+        (l.tls != nullptr) == (tls_ != nullptr)) {
+      if (counted_ && now->conns_per_ip != cfg_->conns_per_ip) return;  // (always carried over)
+      listener_ = static_cast<unsigned>(i);
+      cfg_ = now;
+      return;
+    }
+  }
+  close_when_idle_ = true;  // its listener is gone: this request is its last
+}
+
 bool Connection::parse_head(std::size_t head_len) {
+  refresh_config();
   if (!ex_) ex_ = w_.take_exchange();
   http::Exchange& ex = *ex_;
   ex.started = std::chrono::steady_clock::now();
@@ -581,8 +613,8 @@ bool Connection::parse_head(std::size_t head_len) {
     w_.make_request_id(request_id_);
     req.request_id = std::string_view(request_id_, 16);
   }
-  const ListenConfig& lc = w_.config()->listeners[listener_];
-  if (lc.https_redirect && !req.tls && path != "/health") {
+  const ListenConfig& lc = cfg_->listeners[listener_];
+  if (lc.https_redirect && !lc.admin && !req.tls && path != "/health") {
     redirect_to_https(lc.https_port);
     return false;
   }
@@ -592,7 +624,7 @@ bool Connection::parse_head(std::size_t head_len) {
   }
   req.path = ex.path_buf;
   bool bad_rewrite = false;
-  route_ = w_.config()->routes.match(ex, bad_rewrite);
+  route_ = (lc.admin ? cfg_->admin_routes : cfg_->routes).match(ex, bad_rewrite);
   if (bad_rewrite) {
     respond_error(400, true);
     return false;
@@ -774,7 +806,7 @@ void Connection::redirect_to_https(int port) {
 void Connection::serialize_head(const routes::Route* route) {
   http::Exchange& ex = *ex_;
   const http::Response& r = ex.resp;
-  const ServerConfig& sc = w_.config()->server;
+  const ServerConfig& sc = cfg_->server;
   std::string& o = out_;
   o.append("HTTP/1.1 ");
   http::append_number(o, static_cast<std::uint64_t>(r.status));
@@ -877,12 +909,25 @@ void Connection::finish_response() {
 }
 
 void Connection::log_exchange(int status, std::uint64_t bytes) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                  ex_->started)
+                .count();
+  auto cache = http::metrics::CacheResult::kNone;
+  if (route_ && route_->cached) cache = routes::cache_result(ex_->resp);
+  http::metrics::RouteStats* rs = route_ ? route_->stats : w_.unrouted();
+  if (rs) {  // (admin routes are not counted)
+    auto& c = rs->at(w_.id());
+    c.by_class[http::metrics::status_class(status)].add();
+    c.latency.observe(static_cast<std::uint64_t>(us));
+    c.body_in.add(body_seen_);
+    c.body_out.add(bytes);
+    if (ex_->limit_outcome == 2) c.limited.add();
+    if (cache != http::metrics::CacheResult::kNone) c.cache[static_cast<int>(cache)].add();
+  }
   AccessLog& log = w_.access_log();
   if (!log.enabled()) return;
-  double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - ex_->started)
-          .count();
-  log.record(*ex_, status, bytes, ms);
+  log.record(*ex_, route_ ? std::string_view(route_->label) : std::string_view("-"), status, bytes,
+             static_cast<double>(us) / 1000.0, cache);
 }
 
 void Connection::release_exchange() {
@@ -890,6 +935,9 @@ void Connection::release_exchange() {
   ex_->forward.reset();
   ex_->extra_headers.clear();
   ex_->cache_waited = false;
+  ex_->upstream = nullptr;
+  ex_->upstream_us = -1;
+  ex_->limit_outcome = 0;
   ex_->req.reset();
   ex_->resp.reset();
   w_.give_exchange(std::move(ex_));
@@ -897,7 +945,7 @@ void Connection::release_exchange() {
 
 bool Connection::flush() {
   if (tls_) return flush_tls();
-  const ServerConfig& sc = w_.config()->server;
+  const ServerConfig& sc = cfg_->server;
   bool wrote = false;
   for (;;) {
     std::size_t pending = out_.size() - out_off_;
@@ -968,7 +1016,7 @@ void Connection::await_next_request() {
   answered_ = false;
   // A response went out in full: the connection waits for the next request. (Reads alone never
   // move the deadline: a head dribbled byte by byte still has header_timeout in all.)
-  const ServerConfig& sc = w_.config()->server;
+  const ServerConfig& sc = cfg_->server;
   bool partial = start_ < end_;
   head_started_ = partial;
   auto t = partial ? sc.header_timeout : sc.keepalive_timeout;
@@ -996,7 +1044,7 @@ bool Connection::write_tls_out() {
 }
 
 bool Connection::flush_tls() {
-  const ServerConfig& sc = w_.config()->server;
+  const ServerConfig& sc = cfg_->server;
   constexpr std::size_t kHighWater = 256 * 1024;  // ciphertext queued before the socket takes it
   constexpr std::size_t kChunk = 64 * 1024;
   bool wrote = false;
@@ -1070,7 +1118,7 @@ void Connection::start_linger() {
 // ---- Proxied exchanges ----------------------------------------------------------------------
 
 void Connection::resolve_client_ip() {
-  const Config& cfg = *w_.config();
+  const Config& cfg = *cfg_;
   http::Request& req = ex_->req;
   if (cfg.server.trusted_proxies.empty()) return;
   req.peer_trusted = cfg.server.trusted_proxies.contains(http::IpAddress::from(peer_));
@@ -1116,7 +1164,7 @@ void Connection::start_proxy() {
   phase_ = body_follows ? Phase::kBody : Phase::kWait;
   if (body_follows && start_ == end_) start_ = end_ = head_end_;
   proxy_->start(ex, route_, body_follows, (parser_.flags & F_CHUNKED) != 0);
-  if (phase_ == Phase::kBody && proxying_) expire_in(w_.config()->server.header_timeout);
+  if (phase_ == Phase::kBody && proxying_) expire_in(cfg_->server.header_timeout);
 }
 
 bool Connection::proxy_head() {
@@ -1229,7 +1277,7 @@ bool Connection::proxy_upgraded() {
 
 void Connection::proxy_request_drained() {
   if (phase_ == Phase::kClosed || processing_) return;
-  if (phase_ == Phase::kBody) expire_in(w_.config()->server.header_timeout);  // the client's turn
+  if (phase_ == Phase::kBody) expire_in(cfg_->server.header_timeout);  // the client's turn
   update_poll();
   bool more = start_ < end_ || (tls_ && !tls_->pending_plain().empty());
   if ((phase_ == Phase::kBody || phase_ == Phase::kTunnel) && more) process();
@@ -1250,7 +1298,7 @@ void Connection::after_head() {
 }
 
 bool Connection::limit_keys() {
-  const Config& cfg = *w_.config();
+  const Config& cfg = *cfg_;
   const auto& limits = route_->limits;
   std::vector<std::string>& keys = w_.limit_keys();
   if (keys.size() < limits.size()) keys.resize(limits.size());
@@ -1263,7 +1311,7 @@ bool Connection::limit_keys() {
 
 bool Connection::check_limits() {
   if (!limit_keys()) return true;  // allowlisted
-  const Config& cfg = *w_.config();
+  const Config& cfg = *cfg_;
   if (cfg.rate_limit.store == routes::RateLimitSettings::Store::kRedis) {
     RedisLimiter* redis = w_.redis();
     if (redis && redis->usable()) {
@@ -1280,8 +1328,10 @@ bool Connection::check_limits() {
 }
 
 bool Connection::store_failed() {
-  switch (w_.config()->rate_limit.on_store_error) {
+  metrics::registry().process().at(w_.id()).rate_limit_store_errors.add();
+  switch (cfg_->rate_limit.on_store_error) {
     case routes::RateLimitSettings::OnError::kAllow:
+      ex_->limit_outcome = 1;
       return true;
     case routes::RateLimitSettings::OnError::kDeny:
       routes::proxy_error(*ex_, 503);
@@ -1296,13 +1346,12 @@ bool Connection::store_failed() {
 
 bool Connection::limits_locally() {
   routes::LimitResult res[16];
-  bool allowed =
-      w_.config()->limiter->decide(route_->limits, w_.limit_keys(), routes::now_us(), res);
+  bool allowed = cfg_->limiter->decide(route_->limits, w_.limit_keys(), routes::now_us(), res);
   return apply_limits(allowed, res);
 }
 
 bool Connection::apply_limits(bool allowed, const routes::LimitResult* res) {
-  const Config& cfg = *w_.config();
+  const Config& cfg = *cfg_;
   const auto& limits = route_->limits;
   // Allowed: the limit with the fewest left. Refused: the refusing one with the longest wait (a
   // Retry-After from a short burst limit would send the client back too early).
@@ -1319,6 +1368,7 @@ bool Connection::apply_limits(bool allowed, const routes::LimitResult* res) {
       }
     }
   }
+  ex_->limit_outcome = allowed ? 1 : 2;
   if (!allowed) {
     routes::refuse(*ex_, cfg.rate_limit, limits[pick], res[pick]);
     if (!message_done_) closing_ = true;  // the body is not read
@@ -1334,7 +1384,7 @@ void Connection::limit_decided(bool ok, bool allowed, const routes::LimitResult*
   limit_ticket_ = nullptr;
   if (phase_ != Phase::kLimit) return;
   phase_ = Phase::kHead;
-  expire_in(w_.config()->server.header_timeout);  // the body, if any, has this long again
+  expire_in(cfg_->server.header_timeout);  // the body, if any, has this long again
   bool go_on;
   if (ok) {
     go_on = apply_limits(allowed, results);

@@ -10,7 +10,9 @@
 #include <memory>
 #include <string>
 
+#include "server/config.h"
 #include "server/http/exchange.h"
+#include "server/http/metrics.h"
 #include "server/proxy_session.h"
 #include "server/redis_limiter.h"
 #include "tls/tls_transport.h"
@@ -116,7 +118,11 @@ class Connection : public ProxyClient, public LimitWaiter {
   void begin_message();
   void release_exchange();
 
+  void refresh_config();  // between requests: adopt a reloaded config
+
   Worker& w_;
+  std::shared_ptr<const Config> cfg_;  // the snapshot this connection's exchange uses
+  http::metrics::ListenerStats* stats_ = nullptr;
   int fd_;
   unsigned listener_;
   sockaddr_storage peer_;  // index into the config's listeners

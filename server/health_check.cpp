@@ -52,7 +52,8 @@ HealthChecker::HealthChecker(Worker& w) : w_(w) {}
 HealthChecker::~HealthChecker() = default;
 
 void HealthChecker::start() {
-  for (const auto& pool : w_.config()->upstreams) {
+  cfg_ = w_.config();  // the pools probed stay alive as long as the checker
+  for (const auto& pool : cfg_->upstreams) {
     if (pool->health_interval.count() <= 0) continue;
     auto pt = std::make_unique<PoolTimer>();
     pt->owner = this;

@@ -37,6 +37,7 @@ class HealthChecker {
                      const char* why);
 
   Worker& w_;
+  std::shared_ptr<const struct Config> cfg_;
   std::vector<std::unique_ptr<PoolTimer>> timers_;
   bool stopped_ = false;
 };

@@ -3,7 +3,7 @@
 #include "server/log.h"
 
 #include <fcntl.h>
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -13,9 +13,62 @@
 #include <chrono>
 #include <cstring>
 #include <ctime>
+#include <mutex>
 #include <stdexcept>
 
 namespace edge {
+
+namespace {
+
+// The error log file: formatted lines written to a descriptor that reopen_logs() may replace.
+class FdSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  explicit FdSink(int fd) : fd_(fd) {}
+  ~FdSink() override { ::close(fd_); }
+  int fd() const { return fd_; }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    std::size_t off = 0;
+    while (off < buf.size()) {
+      ssize_t w = ::write(fd_, buf.data() + off, buf.size() - off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) break;
+      off += static_cast<std::size_t>(w);
+    }
+  }
+  void flush_() override {}
+
+ private:
+  int fd_;
+};
+
+std::shared_ptr<FdSink> g_error_file;
+
+int open_append(const std::string& path) {
+  return ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+}
+
+}  // namespace
+
+std::vector<std::string> reopen_logs(const LogConfig& cfg, AccessLogSink* access) {
+  std::vector<std::string> problems;
+  auto reopen = [&](const std::string& path, int fd) {
+    int nfd = open_append(path);
+    if (nfd < 0) {
+      problems.push_back("cannot reopen " + path + ": " + std::strerror(errno));
+      return;
+    }
+    if (::dup3(nfd, fd, O_CLOEXEC) < 0)
+      problems.push_back("cannot reopen " + path + ": " + std::strerror(errno));
+    ::close(nfd);
+  };
+  if (g_error_file) reopen(cfg.error, g_error_file->fd());
+  if (access && access->owned() && access->fd() >= 0) reopen(cfg.access, access->fd());
+  return problems;
+}
 
 void init_error_log(const LogConfig& cfg) {
   std::shared_ptr<spdlog::logger> logger;
@@ -26,12 +79,11 @@ void init_error_log(const LogConfig& cfg) {
     logger =
         std::make_shared<spdlog::logger>("edge", std::make_shared<spdlog::sinks::stdout_sink_mt>());
   } else {
-    try {
-      logger = std::make_shared<spdlog::logger>(
-          "edge", std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.error));
-    } catch (const spdlog::spdlog_ex& e) {
-      throw std::runtime_error("cannot open error log " + cfg.error + ": " + e.what());
-    }
+    int fd = open_append(cfg.error);
+    if (fd < 0)
+      throw std::runtime_error("cannot open error log " + cfg.error + ": " + std::strerror(errno));
+    g_error_file = std::make_shared<FdSink>(fd);
+    logger = std::make_shared<spdlog::logger>("edge", g_error_file);
   }
   logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z [%l] %v");
   logger->set_level(spdlog::level::from_str(cfg.level));
@@ -47,7 +99,7 @@ std::shared_ptr<AccessLogSink> AccessLogSink::open(const LogConfig& cfg) {
   } else if (cfg.access == "stderr") {
     s->fd_ = STDERR_FILENO;
   } else {
-    s->fd_ = ::open(cfg.access.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    s->fd_ = open_append(cfg.access);
     if (s->fd_ < 0)
       throw std::runtime_error("cannot open access log " + cfg.access + ": " +
                                std::strerror(errno));
@@ -93,8 +145,8 @@ void json_escape(std::string& out, std::string_view s) {
   }
 }
 
-void AccessLog::record(const http::Exchange& ex, int status, std::uint64_t bytes,
-                       double duration_ms) {
+void AccessLog::record(const http::Exchange& ex, std::string_view route, int status,
+                       std::uint64_t bytes, double duration_ms, http::metrics::CacheResult cache) {
   if (!enabled()) return;
   auto now = std::chrono::system_clock::now();
   std::time_t t = std::chrono::system_clock::to_time_t(now);
@@ -125,6 +177,22 @@ void AccessLog::record(const http::Exchange& ex, int status, std::uint64_t bytes
   json_escape(buf_, ex.req.headers.get("User-Agent"));
   buf_ += "\",\"referer\":\"";
   json_escape(buf_, ex.req.headers.get("Referer"));
+  buf_ += "\",\"route\":\"";
+  json_escape(buf_, route);
+  buf_ += "\",\"upstream\":\"";
+  if (ex.upstream) json_escape(buf_, ex.upstream->address);
+  if (ex.upstream_us >= 0) {
+    n = std::snprintf(num, sizeof num, "\",\"upstream_ms\":%.3f",
+                      static_cast<double>(ex.upstream_us) / 1000.0);
+    buf_.append(num, static_cast<std::size_t>(n));
+  } else {
+    buf_ += "\",\"upstream_ms\":null";
+  }
+  buf_ += ",\"cache\":\"";
+  buf_ += http::metrics::kCacheResultNames[static_cast<int>(cache)];
+  static constexpr const char* kLimit[] = {"", "allowed", "limited"};
+  buf_ += "\",\"rate_limit\":\"";
+  buf_ += kLimit[ex.limit_outcome < 3 ? ex.limit_outcome : 0];
   buf_ += "\"}\n";
   if (buf_.size() > 48 * 1024) flush();
 }

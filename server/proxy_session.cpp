@@ -74,6 +74,21 @@ void ProxySession::start(http::Exchange& ex, const routes::Route* route, bool bo
   attempt();
 }
 
+void ProxySession::count_error(http::UpstreamServer& s, http::metrics::UpstreamError kind) {
+  if (s.stats) s.stats->at(w_.id()).errors[static_cast<int>(kind)].add();
+}
+
+void ProxySession::count_response(int status) {
+  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                                  attempt_started_)
+                .count();
+  ex_->upstream_us = us;
+  if (!up_ || !up_->server->stats) return;
+  auto& c = up_->server->stats->at(w_.id());
+  c.by_class[http::metrics::status_class(status)].add();
+  c.latency.observe(static_cast<std::uint64_t>(us));
+}
+
 void ProxySession::attempt() {
   Upstreams& ups = w_.upstreams();
   int idx = tries_ < pool_->tries ? ups.pick(*pool_, ex_->forward.hash, tried_) : -1;
@@ -90,6 +105,9 @@ void ProxySession::attempt() {
   up_ = ups.acquire(*pool_, static_cast<unsigned>(idx), this, !fresh_, reused_, err);
   fresh_ = false;
   http::UpstreamServer& server = *pool_->servers[static_cast<std::size_t>(idx)];
+  ex_->upstream = &server;
+  ex_->upstream_us = -1;
+  attempt_started_ = std::chrono::steady_clock::now();
   llhttp_init(&parser_, HTTP_RESPONSE, &settings());
   parser_.data = this;
   message_done_ = response_started_ = false;
@@ -101,6 +119,7 @@ void ProxySession::attempt() {
                  uv_strerror(err));
     sent_any_ = false;
     state_ = State::kConnecting;
+    count_error(server, http::metrics::UpstreamError::kConnect);
     if (pool_->note_failure(server))
       spdlog::warn("upstream {} server {}: marked down for {} ms after {} failures", pool_->name,
                    server.address, pool_->fail_timeout.count(), pool_->max_fails);
@@ -234,6 +253,7 @@ void ProxySession::on_connect(int status) {
   if (status < 0) {
     spdlog::warn("proxy {}: cannot connect to {}: {}", ex_->req.request_id, up_->server->address,
                  uv_strerror(status));
+    count_error(*up_->server, http::metrics::UpstreamError::kConnect);
     fail_attempt(502, true);
     return;
   }
@@ -259,6 +279,7 @@ void ProxySession::on_write_done(int status) {
     if (!response_started_) {
       spdlog::warn("proxy {}: writing to {}: {}", ex_->req.request_id, up_->server->address,
                    uv_strerror(status));
+      count_error(*up_->server, http::metrics::UpstreamError::kReset);
       fail_attempt(502, true);
     }
     return;  // a response is arriving: the read side reports how it ends
@@ -271,6 +292,7 @@ void ProxySession::on_timer() {
     case State::kConnecting:
       spdlog::warn("proxy {}: connecting to {} timed out", ex_->req.request_id,
                    up_->server->address);
+      count_error(*up_->server, http::metrics::UpstreamError::kTimeout);
       fail_attempt(504, true);
       break;
     case State::kWaiting:
@@ -282,6 +304,7 @@ void ProxySession::on_timer() {
       }
       spdlog::warn("proxy {}: {} sent no response in time", ex_->req.request_id,
                    up_->server->address);
+      if (!response_started_) count_error(*up_->server, http::metrics::UpstreamError::kTimeout);
       if (!response_started_) {
         fail_attempt(504, false);
         break;
@@ -290,6 +313,7 @@ void ProxySession::on_timer() {
     case State::kBody:
       spdlog::warn("proxy {}: reading the response from {} timed out", ex_->req.request_id,
                    up_->server->address);
+      count_error(*up_->server, http::metrics::UpstreamError::kTimeout);
       pool_->note_failure(*up_->server);
       abort();
       client_.proxy_fail(504);
@@ -454,16 +478,19 @@ void ProxySession::on_read(ssize_t n, const char* data) {
     if (!head_sent_ && response_started_) {
       spdlog::warn("proxy {}: {} closed the connection in the middle of the response head",
                    ex_->req.request_id, up_->server->address);
+      count_error(*up_->server, http::metrics::UpstreamError::kReset);
       fail_attempt(502, false);
       return;
     }
     if (!response_started_) {
       spdlog::warn("proxy {}: {} closed the connection before answering ({})", ex_->req.request_id,
                    up_->server->address, n == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(n)));
+      count_error(*up_->server, http::metrics::UpstreamError::kReset);
       fail_attempt(502, true);
       return;
     }
     spdlog::warn("proxy {}: {} cut the response short", ex_->req.request_id, up_->server->address);
+    count_error(*up_->server, http::metrics::UpstreamError::kReset);
     pool_->note_failure(*up_->server);
     abort();
     client_.proxy_fail(502);
@@ -525,6 +552,7 @@ void ProxySession::feed(const char* data, std::size_t len) {
   if (err != HPE_OK) {
     spdlog::warn("proxy {}: bad response from {}: {} ({})", ex_->req.request_id,
                  up_->server->address, llhttp_errno_name(err), llhttp_get_error_reason(&parser_));
+    count_error(*up_->server, http::metrics::UpstreamError::kBadResponse);
     if (!head_sent_) {
       fail_attempt(502, false);
     } else {
@@ -540,6 +568,7 @@ void ProxySession::feed(const char* data, std::size_t len) {
     if (up_->rlen >= UpstreamConn::kReadSize) {
       spdlog::warn("proxy {}: response head from {} larger than {} bytes", ex_->req.request_id,
                    up_->server->address, UpstreamConn::kReadSize);
+      count_error(*up_->server, http::metrics::UpstreamError::kBadResponse);
       fail_attempt(502, false);
     }
     return;
@@ -772,6 +801,7 @@ int ProxySession::on_headers_complete(llhttp_t* p) {
     s->last_was_value_ = false;
     return 0;
   }
+  s->count_response(status);
   if (status == 101 && !s->upgrade_) return -1;  // a switch nobody asked for
   if (status == 304 && s->stale_ && s->ex_->forward.cache_revalidating) {
     // Our validators matched: the stored copy is good again; the client gets it, not this 304.

@@ -5,12 +5,14 @@
 #pragma once
 #include <llhttp.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 
 #include "server/http/content_coding.h"
 #include "server/http/exchange.h"
+#include "server/http/metrics.h"
 #include "server/upstream.h"
 
 namespace edge {
@@ -80,6 +82,8 @@ class ProxySession {
   static const llhttp_settings_t& settings();
 
   void attempt();
+  void count_error(http::UpstreamServer& s, http::metrics::UpstreamError kind);
+  void count_response(int status);  // a response head arrived (metrics, the access log)
   void send_request_head();
   void fail_attempt(int status, bool retryable);  // this try failed
   void finish(bool keep_upstream);
@@ -135,6 +139,7 @@ class ProxySession {
   bool paused_ = false;  // not reading the upstream (client backlogged)
   bool fresh_ = false;   // the next try opens a new connection (the last reused one was stale)
   unsigned tries_ = 0;
+  std::chrono::steady_clock::time_point attempt_started_;
   std::uint64_t tried_ = 0;
   int last_fail_ = 502;
 };

@@ -60,7 +60,7 @@ class RedisLimiter {
   void went_down(const char* why);
 
   Worker& w_;
-  const routes::RateLimitSettings& s_;
+  const routes::RateLimitSettings s_;  // a copy: it outlives the config it came from
   redisAsyncContext* ctx_ = nullptr;
   bool connected_ = false;
   bool down_ = false;  // this worker counts in the outage

@@ -19,14 +19,38 @@ namespace {
 constexpr std::uint64_t kBurstIdleMs = 2000;
 }  // namespace
 
-Upstreams::Upstreams(Worker& w, std::size_t pools) : w_(w), pools_(pools) {}
+Upstreams::Upstreams(Worker& w) : w_(w) {}
+
+void Upstreams::retarget(const std::vector<std::shared_ptr<http::UpstreamPool>>& pools) {
+  std::vector<PoolState> old;
+  old.swap(pools_);
+  retired_.clear();  // (round-robin positions only: sessions that still need one start afresh)
+  pools_.resize(pools.size());
+  for (std::size_t i = 0; i < pools.size(); ++i) pools_[i].pool = pools[i].get();
+  for (auto& ps : old)
+    for (auto& list : ps.idle) {
+      auto copy = list;
+      list.clear();
+      for (UpstreamConn* c : copy) close(c);
+    }
+}
+
+Upstreams::PoolState& Upstreams::state(const http::UpstreamPool& pool) {
+  if (pool.index < pools_.size() && pools_[pool.index].pool == &pool) return pools_[pool.index];
+  for (auto& ps : retired_)
+    if (ps.pool == &pool) return ps;
+  PoolState& ps = retired_.emplace_back();
+  ps.pool = &pool;
+  ps.retired = true;
+  return ps;
+}
 
 Upstreams::~Upstreams() {
   for (UpstreamConn* c : spare_) delete c;
 }
 
 int Upstreams::pick(const http::UpstreamPool& pool, unsigned hash, std::uint64_t tried) {
-  PoolState& ps = pools_[pool.index];
+  PoolState& ps = state(pool);
   std::size_t n = pool.servers.size();
   if (ps.current_weight.size() != n) ps.current_weight.assign(n, 0);
   std::int64_t now = http::UpstreamPool::now_ms();
@@ -84,7 +108,7 @@ int Upstreams::pick(const http::UpstreamPool& pool, unsigned hash, std::uint64_t
 
 UpstreamConn* Upstreams::acquire(const http::UpstreamPool& pool, unsigned server, ProxySession* s,
                                  bool allow_idle, bool& reused, int& err) {
-  PoolState& ps = pools_[pool.index];
+  PoolState& ps = state(pool);
   if (ps.idle.size() != pool.servers.size()) ps.idle.resize(pool.servers.size());
   auto& idle = ps.idle[server];
   while (allow_idle && !idle.empty()) {
@@ -110,7 +134,7 @@ UpstreamConn* Upstreams::acquire(const http::UpstreamPool& pool, unsigned server
   }
   c->owner = this;
   c->server = pool.servers[server].get();
-  c->pool = pool.index;
+  c->pool = &pool;
   c->server_index = server;
   c->session = s;
   uv_tcp_init(w_.loop(), &c->tcp);
@@ -135,9 +159,7 @@ UpstreamConn* Upstreams::acquire(const http::UpstreamPool& pool, unsigned server
 void Upstreams::on_connect(uv_connect_t* req, int status) {
   auto* c = static_cast<UpstreamConn*>(req->data);
   if (status == UV_ECANCELED || c->closing) return;
-  const auto& cfg = c->owner->w_.config();
-  const http::UpstreamPool& pool = *cfg->upstreams[c->pool];
-  if (status == 0 && pool.tls) {
+  if (status == 0 && c->pool->tls) {
     c->owner->tls_connected(c);
     return;
   }
@@ -146,7 +168,7 @@ void Upstreams::on_connect(uv_connect_t* req, int status) {
 }
 
 void Upstreams::tls_connected(UpstreamConn* c) {
-  const http::UpstreamPool& pool = *w_.config()->upstreams[c->pool];
+  const http::UpstreamPool& pool = *c->pool;
   auto ctx = std::static_pointer_cast<const tls::ClientContext>(pool.tls);
   const std::string& name = pool.tls_server_name.empty() ? c->server->host : pool.tls_server_name;
   c->tls = std::make_unique<tls::TlsTransport>(ctx, name);
@@ -304,10 +326,8 @@ void Upstreams::stop_reading(UpstreamConn* c) {
 void Upstreams::release(UpstreamConn* c, bool keep) {
   c->session = nullptr;
   uv_timer_stop(&c->timer);
-  const auto& cfg = w_.config();
-  const http::UpstreamPool* pool =
-      c->pool < cfg->upstreams.size() ? cfg->upstreams[c->pool].get() : nullptr;
-  PoolState& ps = pools_[c->pool];
+  PoolState& ps = state(*c->pool);
+  const http::UpstreamPool* pool = ps.retired ? nullptr : c->pool;  // (retired: closed below)
   if (pool && ps.idle.size() != pool->servers.size()) ps.idle.resize(pool->servers.size());
   // Beyond `keepalive` idle connections (a burst), a few more are kept for kBurstIdleMs: under a
   // steady load above the pool's size they are taken again at once instead of each request
@@ -356,8 +376,10 @@ void Upstreams::close(UpstreamConn* c) {
   if (c->closing) return;
   c->closing = true;
   c->session = nullptr;
-  auto& idle = pools_[c->pool].idle;
-  if (c->server_index < idle.size()) std::erase(idle[c->server_index], c);
+  if (c->pool) {
+    auto& idle = state(*c->pool).idle;
+    if (c->server_index < idle.size()) std::erase(idle[c->server_index], c);
+  }
   uv_timer_stop(&c->timer);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_closed);

@@ -29,7 +29,8 @@ struct UpstreamConn {
   uv_write_t write_req{};
   Upstreams* owner = nullptr;
   http::UpstreamServer* server = nullptr;
-  unsigned pool = 0, server_index = 0;
+  const http::UpstreamPool* pool = nullptr;  // alive while a session uses it (its snapshot)
+  unsigned server_index = 0;
   ProxySession* session = nullptr;         // null: idle, or closing
   std::string writing;                     // bytes handed to uv_write, alive until its callback
   std::string pending;                     // bytes queued behind them (plaintext when TLS)
@@ -51,7 +52,10 @@ struct UpstreamConn {
 
 class Upstreams {
  public:
-  Upstreams(Worker& w, std::size_t pools);
+  explicit Upstreams(Worker& w);
+  // A reload: the idle connections of the old pools close; the new config's pools start empty
+  // (sessions still on the old snapshot finish on their connections, which then close).
+  void retarget(const std::vector<std::shared_ptr<http::UpstreamPool>>& pools);
   ~Upstreams();
 
   // Picks a server of `pool` for a request, skipping servers in `tried` (a bit per server index)
@@ -77,6 +81,8 @@ class Upstreams {
 
  private:
   struct PoolState {
+    const http::UpstreamPool* pool = nullptr;
+    bool retired = false;                          // a pool of an older config: nothing pooled
     std::vector<std::vector<UpstreamConn*>> idle;  // per server, most recent last
     std::vector<int> current_weight;               // smooth weighted round robin
     unsigned rr = 0;
@@ -87,12 +93,14 @@ class Upstreams {
   static void on_read(uv_stream_t* s, ssize_t n, const uv_buf_t* buf);
   static void on_idle_timeout(uv_timer_t* t);
   static void on_closed(uv_handle_t* h);
+  PoolState& state(const http::UpstreamPool& pool);
   void flush_writes(UpstreamConn* c);
   void tls_connected(UpstreamConn* c);  // TCP is up: begin the handshake
   void tls_read(UpstreamConn* c, const char* data, std::size_t len);
 
   Worker& w_;
-  std::vector<PoolState> pools_;
+  std::vector<PoolState> pools_;      // the current config's, by UpstreamPool::index
+  std::vector<PoolState> retired_;    // older configs' pools still used by sessions (by pointer)
   std::vector<UpstreamConn*> spare_;  // closed connections' objects, for the next ones
 };
 

@@ -8,12 +8,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <random>
 
 #include "server/background_refresh.h"
 #include "server/connection.h"
 #include "server/health_check.h"
+#include "server/metrics.h"
 
 namespace edge {
 
@@ -37,7 +39,11 @@ Worker::Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<A
   uv_timer_init(&loop_, &grace_timer_);
   uv_timer_init(&loop_, &accept_pause_);
   uv_prepare_init(&loop_, &flush_prepare_);
-  upstreams_ = std::make_unique<Upstreams>(*this, config_->upstreams.size());
+  upstreams_ = std::make_unique<Upstreams>(*this);
+  upstreams_->retarget(config_->upstreams);
+  unrouted_ = metrics::registry().unrouted();
+  uv_async_init(&loop_, &reload_async_,
+                [](uv_async_t* a) { static_cast<Worker*>(a->loop->data)->apply_reload(); });
   uv_async_init(&loop_, &cache_async_,
                 [](uv_async_t* a) { static_cast<Worker*>(a->loop->data)->cache_wake(); });
   if (config_->cache_store)
@@ -99,10 +105,7 @@ void Worker::run() {
   for (auto& l : listeners_) {
     uv_poll_init(&loop_, &l->poll, l->fd);
     l->poll.data = l.get();
-    uv_poll_start(&l->poll, UV_READABLE, [](uv_poll_t* p, int status, int) {
-      auto* li = static_cast<Listener*>(p->data);
-      if (status == 0) li->worker->on_accept(*li);
-    });
+    start_accepting(*l);
   }
   uv_run(&loop_, UV_RUN_DEFAULT);
   access_log_.flush();
@@ -129,11 +132,7 @@ void Worker::on_accept(Listener& l) {
                 auto* w = static_cast<Worker*>(t->loop->data);
                 w->accept_paused_ = false;
                 if (w->stopping_) return;
-                for (auto& x : w->listeners_)
-                  uv_poll_start(&x->poll, UV_READABLE, [](uv_poll_t* p, int status, int) {
-                    auto* li = static_cast<Listener*>(p->data);
-                    if (status == 0) li->worker->on_accept(*li);
-                  });
+                for (auto& x : w->listeners_) w->start_accepting(*x);
               },
               100, 0);
         }
@@ -144,14 +143,110 @@ void Worker::on_accept(Listener& l) {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    unsigned max_per_ip = config_->listeners[l.index].max_conns_per_ip;
+    const ListenConfig& lc = config_->listeners[l.index];
+    auto& st = lc.stats->at(id_);
+    st.accepted.add();
+    unsigned max_per_ip = lc.max_conns_per_ip;
     if (max_per_ip && !config_->conns_per_ip->acquire(http::IpAddress::from(peer), max_per_ip)) {
+      st.refused_per_ip.add();
       ::close(fd);  // over its client's share of connections (like nginx limit_conn)
       continue;
     }
     auto* c = new Connection(*this, fd, peer,
                              l.index);  // owned by its poll handle: freed in its close callback
     c->start();
+  }
+}
+
+void Worker::start_accepting(Listener& l) {
+  uv_poll_start(&l.poll, UV_READABLE, [](uv_poll_t* p, int status, int) {
+    auto* li = static_cast<Listener*>(p->data);
+    if (status == 0) li->worker->on_accept(*li);
+  });
+}
+
+void Worker::reload(std::shared_ptr<const Config> cfg, std::vector<int> listen_fds) {
+  {
+    std::lock_guard lock(reload_mu_);
+    pending_config_ = std::move(cfg);
+    pending_fds_.push_back(std::move(listen_fds));
+  }
+  uv_async_send(&reload_async_);
+}
+
+void Worker::apply_reload() {
+  std::shared_ptr<const Config> cfg;
+  std::vector<std::vector<int>> sets;
+  {
+    std::lock_guard lock(reload_mu_);
+    cfg.swap(pending_config_);
+    sets.swap(pending_fds_);
+  }
+  if (!cfg || sets.empty()) return;
+  std::vector<int> fds = std::move(sets.back());
+  auto ours = [&](int fd) {  // in use (or closed already) by a listener, or wanted now
+    for (auto& l : listeners_)
+      if (l && l->fd == fd) return true;
+    return !stopping_ && std::find(fds.begin(), fds.end(), fd) != fds.end();
+  };
+  // Sockets opened for reloads that a later one replaced before this loop saw them.
+  for (std::size_t i = 0; i + 1 < sets.size(); ++i)
+    for (int fd : sets[i])
+      if (!ours(fd)) ::close(fd);
+  if (stopping_) {  // the listeners are closed already; new sockets are not needed
+    for (int fd : fds)
+      if (!ours(fd)) ::close(fd);
+    return;
+  }
+  // Listeners: kept sockets keep their poll (no connection refused), new ones start, the rest
+  // close.
+  std::vector<std::unique_ptr<Listener>> next;
+  for (std::size_t i = 0; i < fds.size(); ++i) {
+    std::unique_ptr<Listener> l;
+    for (auto& old : listeners_)
+      if (old && old->fd == fds[i]) l = std::move(old);
+    if (!l) {
+      l = std::make_unique<Listener>();
+      l->worker = this;
+      l->fd = fds[i];
+      uv_poll_init(&loop_, &l->poll, l->fd);
+      l->poll.data = l.get();
+      if (!accept_paused_) start_accepting(*l);
+    }
+    l->index = static_cast<unsigned>(i);
+    next.push_back(std::move(l));
+  }
+  for (auto& old : listeners_) {
+    if (!old) continue;
+    uv_poll_stop(&old->poll);
+    ::close(old->fd);
+    uv_close(reinterpret_cast<uv_handle_t*>(&old->poll),
+             [](uv_handle_t* h) { delete static_cast<Listener*>(h->data); });
+    old.release();  // freed by the close callback
+  }
+  listeners_ = std::move(next);
+
+  std::shared_ptr<const Config> old = std::move(config_);
+  config_ = std::move(cfg);
+  upstreams_->retarget(config_->upstreams);
+  if (config_->cache_store && config_->cache_store != old->cache_store)
+    config_->cache_store->on_done(id_, [this](const std::string& key) {
+      {
+        std::lock_guard lock(cache_mu_);
+        cache_done_.push_back(key);
+      }
+      uv_async_send(&cache_async_);
+    });
+  if (!redis_ && config_->has_limits &&
+      config_->rate_limit.store == routes::RateLimitSettings::Store::kRedis) {
+    redis_ = std::make_unique<RedisLimiter>(*this, config_->rate_limit);
+    redis_->start();
+  }
+  if (health_) {  // worker 0: checks for the new pools (the old checker's handles close first)
+    health_->stop();
+    retired_health_.emplace_back(std::move(health_), uv_now(&loop_));
+    health_ = std::make_unique<HealthChecker>(*this);
+    health_->start();
   }
 }
 
@@ -176,6 +271,8 @@ void Worker::unlink(Connection* c) {
 
 void Worker::sweep() {
   std::uint64_t now = uv_now(&loop_);
+  // Retired health checkers go once their handles have surely closed.
+  std::erase_if(retired_health_, [now](const auto& r) { return now - r.second > 1000; });
   if (redis_) redis_->check(now);
   for (Connection* c = conns_; c;) {
     Connection* next = c->next;  // check_timeout may unlink c
@@ -230,6 +327,7 @@ void Worker::maybe_finish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&stop_async_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&flush_prepare_), nullptr);
   uv_close(reinterpret_cast<uv_handle_t*>(&cache_async_), nullptr);
+  uv_close(reinterpret_cast<uv_handle_t*>(&reload_async_), nullptr);
 }
 
 void Worker::cache_wait(const std::string& key, Connection* c) {

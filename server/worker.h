@@ -34,6 +34,10 @@ class Worker : public http::Scheduler {
   void request_stop();  // thread-safe: stop accepting, finish in flight, exit the loop
   void join();
   void offload(std::function<void()> work) override;  // libuv thread pool
+  // Thread-safe: the worker adopts a reloaded config and the listening sockets of its listeners
+  // (one per listener, in the config's order). Sockets it had and still gets keep accepting; the
+  // ones it no longer gets are closed. Connections take the new config at their next request.
+  void reload(std::shared_ptr<const Config> cfg, std::vector<int> listen_fds);
 
   // Used by connections (worker thread only).
   unsigned id() const { return id_; }
@@ -44,6 +48,7 @@ class Worker : public http::Scheduler {
   Upstreams& upstreams() { return *upstreams_; }
   RedisLimiter* redis() { return redis_.get(); }  // null unless [rate_limit] store is Redis
   std::vector<std::string>& limit_keys() { return limit_keys_; }  // scratch for one decision
+  http::metrics::RouteStats* unrouted() { return unrouted_; }     // requests no route took
   // Requests parked until another request's fetch of their cache key ends (coalescing).
   void cache_wait(const std::string& key, Connection* c);
   void cache_unwait(const std::string& key, Connection* c);
@@ -94,6 +99,8 @@ class Worker : public http::Scheduler {
   };
   void run();
   void on_accept(Listener& l);
+  void start_accepting(Listener& l);
+  void apply_reload();
   void begin_stop();
   void sweep();
   void maybe_finish();
@@ -106,6 +113,11 @@ class Worker : public http::Scheduler {
   uv_timer_t grace_timer_{};
   uv_timer_t accept_pause_{};
   uv_prepare_t flush_prepare_{};
+  uv_async_t reload_async_{};
+  std::mutex reload_mu_;
+  std::shared_ptr<const Config> pending_config_;
+  std::vector<std::vector<int>> pending_fds_;  // one set per reload not yet applied
+  std::vector<std::pair<std::unique_ptr<class HealthChecker>, std::uint64_t>> retired_health_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::thread thread_;
   http::DateCache dates_;
@@ -113,6 +125,7 @@ class Worker : public http::Scheduler {
   std::unique_ptr<Upstreams> upstreams_;
   std::unique_ptr<RedisLimiter> redis_;
   std::vector<std::string> limit_keys_;
+  http::metrics::RouteStats* unrouted_ = nullptr;
   std::unordered_map<std::string, std::vector<Connection*>> cache_waiters_;
   uv_async_t cache_async_{};  // another thread's fetch ended: keys in cache_done_
   std::mutex cache_mu_;

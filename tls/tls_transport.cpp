@@ -334,4 +334,8 @@ void TlsTransport::release_buffers() {
   if (out_size_ == 0) out_.clear();
 }
 
+bool TlsTransport::session_reused() const {
+  return ssl_ && SSL_session_reused(ssl_) == 1;
+}
+
 }  // namespace edge::tls

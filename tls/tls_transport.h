@@ -64,6 +64,7 @@ class TlsTransport {
   void consume_out(std::size_t n);
 
   bool handshake_done() const { return handshake_done_; }
+  bool session_reused() const;  // the handshake resumed a session (ticket or cache)
   bool resumed() const;
   std::string_view alpn() const { return alpn_; }                // "" if none was negotiated
   std::string_view server_name() const { return server_name_; }  // "" if no SNI

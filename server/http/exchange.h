@@ -112,6 +112,12 @@ struct Exchange {
   std::string ip_buf;         // storage for req.client_ip when a trusted proxy named the client
   std::string extra_headers;  // "\r\nName: value" lines the codec adds (rate-limit headers)
   bool cache_waited = false;  // waited once for another request's fetch: no waiting again
+  // For the access log and metrics: the upstream server that answered (or was tried last), the
+  // time to its response head (-1: none), and the rate-limit decision (0 none, 1 allowed,
+  // 2 limited).
+  const UpstreamServer* upstream = nullptr;
+  std::int64_t upstream_us = -1;
+  unsigned char limit_outcome = 0;
 
   // A short generated body (error pages, JSON) owned by the exchange.
   void set_text(int status, std::string_view content_type, std::string_view text) {

@@ -14,6 +14,10 @@
 
 namespace edge::http {
 
+namespace metrics {
+struct UpstreamStats;
+}
+
 struct UpstreamServer {
   std::string address;  // as written: "127.0.0.1:5000", "api.example.com:443"
   std::string host;     // host part (for Host, SNI)
@@ -29,7 +33,8 @@ struct UpstreamServer {
   std::atomic<std::uint32_t> fails{0};
   std::atomic<std::int64_t> window_start_ms{0};
   std::atomic<std::int64_t> down_until_ms{0};
-  std::atomic<int> active{0};  // requests in flight, all workers (least_conn)
+  std::atomic<int> active{0};               // requests in flight, all workers (least_conn)
+  metrics::UpstreamStats* stats = nullptr;  // counters (the process-wide registry's block)
 
   bool available(std::int64_t now_ms) const {
     return checked_up.load(std::memory_order_relaxed) &&
