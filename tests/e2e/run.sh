@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test: serve public/ with the real edge binary and drive the SAMIA TAROT SPA in headless Chromium.
 # Usage: tests/e2e/run.sh EDGE_BINARY        (e.g. tests/e2e/run.sh build/edge)
+#        E2E_ONLY=spa|status tests/e2e/run.sh EDGE_BINARY    runs only spa.test.mjs or only status.test.mjs
+# spa.test.mjs runs against the edge started here; status.test.mjs (the admin status page) starts its own.
 # Needs: node >= 20, npm (first run only: installs playwright-core into tests/e2e/node_modules),
 #        Debian's chromium at /usr/bin/chromium (override with CHROMIUM=...). Never downloads browsers.
 # Screenshots go to tests/e2e/out/. Exit status: 0 when every test passes.
@@ -11,6 +13,8 @@ if [ $# -ne 1 ]; then
   exit 2
 fi
 edge_bin=$(realpath -- "$1")
+only=${E2E_ONLY:-}
+case $only in "" | spa | status) ;; *) echo "e2e: E2E_ONLY must be spa or status, not '$only'" >&2; exit 2 ;; esac
 here=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd -- "$here/../.." && pwd)
 public="$repo/public"
@@ -19,12 +23,26 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 
 [ -x "$edge_bin" ] || { echo "e2e: $edge_bin is not an executable" >&2; exit 2; }
 [ -x "$CHROMIUM" ] || { echo "e2e: $CHROMIUM not found (Debian: apt-get install -y chromium)" >&2; exit 2; }
-[ -f "$public/index.html" ] || { echo "e2e: $public/index.html is missing" >&2; exit 2; }
+[ "$only" = status ] || [ -f "$public/index.html" ] || { echo "e2e: $public/index.html is missing" >&2; exit 2; }
 
 cd "$here"
 if [ ! -f node_modules/playwright-core/package.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "e2e: npm install (playwright-core)" >&2
   timeout 300 npm install --no-audit --no-fund --loglevel=error
+fi
+
+run_status() { # the admin status page: status.test.mjs starts its own edge (with an [admin] listener)
+  local s=0
+  timeout --kill-after=10 300 node --test-reporter=spec status.test.mjs "$edge_bin" || s=$?
+  [ "$s" -eq 124 ] && echo "e2e: the status page tests timed out" >&2
+  [ "$s" -eq 0 ] || echo "e2e: status page tests FAILED" >&2
+  return "$s"
+}
+if [ "$only" = status ]; then
+  status=0
+  run_status || status=$?
+  [ "$status" -eq 0 ] && echo "e2e: all passed" >&2
+  exit "$status"
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/edge-e2e.XXXXXX")
@@ -130,7 +148,9 @@ fi
 if [ "$status" -ne 0 ]; then
   echo "e2e: FAILED; edge stderr (last 40 lines):" >&2
   tail -n 40 "$work/edge.err" >&2
-else
-  echo "e2e: all passed" >&2
 fi
+if [ "$only" != spa ]; then
+  run_status || status=1
+fi
+[ "$status" -eq 0 ] && echo "e2e: all passed" >&2
 exit "$status"
