@@ -1402,28 +1402,13 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   return cfg;
 }
 
-std::vector<std::string> reload_certificates(const Config& cfg) {
-  std::vector<std::string> problems;
-  for (const ListenConfig& l : cfg.listeners) {
-    if (!l.tls) continue;
-    try {
-      auto old = l.tls->ctx.load();
-      l.tls->ctx.store(
-          tls::TlsContext::create(l.tls_options, old.get()));  // ticket keys carry over
-    } catch (const std::exception& e) {
-      problems.push_back(cfg.path + ":" + std::to_string(l.tls_line) + ": " + l.address + ": " +
-                         e.what() + " (the previous certificates keep serving)");
-    }
-  }
-  return problems;
-}
-
 std::string Config::describe() const {
   std::ostringstream o;
   o << "config " << path << " is valid\n";
   o << "workers " << server.workers << "\n";
   for (const auto& l : listeners) {
-    o << "listen " << (l.tls ? "https" : "http") << "://" << (l.ipv6 ? "[" + l.host + "]" : l.host)
+    o << (l.admin ? "admin " : "listen ") << (l.tls ? "https" : "http") << "://"
+      << (l.ipv6 ? "[" + l.host + "]" : l.host)
       << ":" << l.port;
     if (l.https_redirect) o << " (redirects to https, port " << l.https_port << ")";
     o << "\n";

@@ -28,9 +28,9 @@ struct ListenConfig {
   int port = 0;
   bool ipv6 = false;
   int line = 0;
-  // The TLS context new connections use (null: plain HTTP). Certificates reload on SIGHUP into
-  // this slot while the rest of the snapshot stays as it is; connections keep the context they
-  // started with.
+  // The TLS context new connections use (null: plain HTTP); connections keep the context they
+  // started with. A reload (SIGHUP) builds new contexts in a new snapshot, carrying the session
+  // ticket keys of the listener with the same address over.
   struct TlsSlot {
     std::atomic<std::shared_ptr<const tls::TlsContext>> ctx;
   };
@@ -85,10 +85,6 @@ struct Config {
   // Human-readable summary of listeners and routes (for --check).
   std::string describe() const;
 };
-
-// Re-reads the certificates of every TLS listener; a listener whose files fail keeps its old
-// context. Returns one line per problem (empty: all reloaded).
-std::vector<std::string> reload_certificates(const Config& cfg);
 
 // Loads and validates a config file; throws ConfigError("file:line: problem").
 // `previous` (a reload): what must outlive a reload is carried over from it — the per-IP

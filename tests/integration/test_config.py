@@ -140,7 +140,7 @@ class ConfigCheck(unittest.TestCase):
         os.makedirs(os.path.join(tmp, "log"))
         # The access log's folder must exist: point it at the temp dir by copying the example.
         with open(conf) as f:
-            text = f.read().replace("/var/log/samia-edge/access.log", os.path.join(tmp, "log", "access.log"))
+            text = f.read().replace("/var/log/edge/access.log", os.path.join(tmp, "log", "access.log"))
         text = text.replace('"${EDGE_PUBLIC:-../public}"', json_str(os.path.abspath(public)))
         p = os.path.join(tmp, "production.toml")
         with open(p, "w") as f:

@@ -1,4 +1,4 @@
-"""SIGHUP reloads certificates in place: new connections see the new certificate, a broken file
+"""SIGHUP reloads the configuration, certificates included: new connections see the new certificate, a broken file
 keeps the old one serving, and connections in flight are not dropped."""
 import os
 import signal
@@ -92,7 +92,8 @@ root = "site"
         with open(self.crt, "w") as f:
             f.write("not a certificate\n")
         self.edge.signal(signal.SIGHUP)
-        self.assertTrue(self.wait_for(lambda: "keep serving" in self.edge.stderr_text()), self.edge.stderr_text())
+        self.assertTrue(self.wait_for(lambda: "configuration not reloaded" in self.edge.stderr_text()),
+                        self.edge.stderr_text())
         self.assertIn(f"{self.conf}:5:", self.edge.stderr_text())
         self.assertEqual(fingerprint(self.port), second)
 

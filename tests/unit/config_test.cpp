@@ -242,3 +242,66 @@ TEST_F(ConfigTest, RateLimits) {
       load(head + "[[route]]\nhealth = true\nrate_limit = { requests = 5, window = \"500ms\" }\n");
   EXPECT_NE(err.find("window must be at least 1s"), std::string::npos) << err;
 }
+
+TEST_F(ConfigTest, AdminListenerPidFileAndRouteNames) {
+  std::string text = std::string(kGood) + R"(
+[admin]
+listen = "127.0.0.1:0"
+token = "t0ken"
+)";
+  text.replace(text.find("[server]\n"), 9, "[server]\npid_file = \"run/edge.pid\"\n");
+  text.replace(text.find("path = \"/health\""), 16, "path = \"/health\"\nname = \"health check\"");
+  ASSERT_EQ(load(text), "");
+  ASSERT_EQ(cfg_->listeners.size(), 2u);
+  EXPECT_TRUE(cfg_->listeners[1].admin);
+  EXPECT_EQ(cfg_->admin_token, "t0ken");
+  EXPECT_EQ(cfg_->server.pid_file, (dir_ / "run" / "edge.pid").string());
+  EXPECT_EQ(cfg_->routes.routes()[0].label, "health check");
+  EXPECT_EQ(cfg_->routes.routes()[1].label, "/");
+  EXPECT_NE(cfg_->routes.routes()[0].stats, nullptr);
+  EXPECT_GE(cfg_->admin_routes.routes().size(), 5u);
+
+  EXPECT_EQ(load(std::string(kGood) + "\n[admin]\n"), "");  // the default address
+  EXPECT_EQ(cfg_->listeners.back().address, "127.0.0.1:9901");
+  EXPECT_EQ(load(std::string(kGood) + "\n[admin]\nlisten = \"nowhere\"\n"),
+            where(21) + "address \"nowhere\": expected host:port");
+  EXPECT_EQ(load(std::string(kGood) + "\n[admin]\ntoken = \"a b\"\n"),
+            where(21) + "token must not contain spaces or control characters");
+  EXPECT_EQ(load(std::string(kGood) + "\n[admin]\nport = 1\n"),
+            where(21) + "unknown key \"port\" in [admin] (known: listen, token)");
+}
+
+TEST_F(ConfigTest, ReloadCarriesSharedStateOver) {
+  std::string base = std::string(kGood) + R"(
+[[upstream]]
+name = "api"
+servers = ["127.0.0.1:1", "127.0.0.1:2"]
+)";
+  ASSERT_EQ(load(base), "");
+  auto first = cfg_;
+  first->upstreams[0]->servers[1]->checked_up.store(false);
+  std::string path = (dir_ / "edge.toml").string();
+  std::vector<std::string> warnings;
+  auto second =
+      edge::load_config(path, std::chrono::steady_clock::now(), first.get(), &warnings);
+  EXPECT_TRUE(warnings.empty());
+  EXPECT_EQ(second->generation, first->generation + 1);
+  EXPECT_EQ(second->cache_store, first->cache_store);  // what is stored stays
+  EXPECT_EQ(second->limiter, first->limiter);
+  EXPECT_EQ(second->conns_per_ip, first->conns_per_ip);
+  EXPECT_TRUE(second->upstreams[0]->servers[0]->checked_up.load());
+  EXPECT_FALSE(second->upstreams[0]->servers[1]->checked_up.load());  // still down
+  EXPECT_EQ(second->upstreams[0]->servers[1]->stats, first->upstreams[0]->servers[1]->stats);
+  EXPECT_EQ(second->routes.routes()[1].stats, first->routes.routes()[1].stats);
+
+  // A different cache size starts a new store; a different worker count needs a restart.
+  std::string changed = base + "\n[cache]\nsize = \"1m\"\n";
+  changed.replace(changed.find("workers = 2"), 11, "workers = 3");
+  std::ofstream(path) << changed;
+  warnings.clear();
+  auto third = edge::load_config(path, std::chrono::steady_clock::now(), second.get(), &warnings);
+  EXPECT_NE(third->cache_store, second->cache_store);
+  EXPECT_EQ(third->server.workers, 2u);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("workers = 3 needs a restart"), std::string::npos) << warnings[0];
+}
