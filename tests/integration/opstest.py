@@ -30,7 +30,7 @@ import upstreamtest as ut  # noqa: E402
 
 ADMIN_RE = re.compile(r"admin listening on http://127\.0\.0\.1:(\d+)")
 METRICS_CT = "text/plain; version=0.0.4; charset=utf-8"
-BUCKETS = ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "5", "10",
+BUCKETS = ["0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2", "5", "10",
            "+Inf"]
 PROMTOOL = os.environ.get("PROMTOOL_BIN") or shutil.which("promtool")
 
@@ -379,11 +379,16 @@ def parse_metrics(text):
     return m
 
 
-def check_histogram(tc, m, name, labels=None):
-    """Asserts one histogram series is well formed; returns its (count, sum)."""
+def check_histogram(tc, m, name, labels=None, bounds=None):
+    """Asserts one histogram series is well formed (bucket bounds ascending and ending with +Inf,
+    or exactly `bounds` when given); returns its (count, sum)."""
     h = m.histogram(name, labels)
     what = f"{name}{labels or {}}"
-    tc.assertEqual([le for le, _ in h["buckets"]], BUCKETS, f"{what}: bucket bounds")
+    les = [le for le, _ in h["buckets"]]
+    if bounds is not None:
+        tc.assertEqual(les, bounds, f"{what}: bucket bounds")
+    tc.assertTrue(les and les[-1] == "+Inf", f"{what}: the last bucket is +Inf: {les}")
+    tc.assertEqual([float(x) for x in les], sorted(float(x) for x in les), f"{what}: bounds ascending")
     counts = [v for _, v in h["buckets"]]
     tc.assertEqual(counts, sorted(counts), f"{what}: buckets not cumulative/monotone: {h['buckets']}")
     tc.assertIsNotNone(h["count"], f"{what}: no _count")

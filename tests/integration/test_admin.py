@@ -106,6 +106,8 @@ class Admin(ops.OpsCase):
         r = self.admin("/metrics")
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.header("content-type"), ops.METRICS_CT, r)
+        self.assertIn("no-store", r.header("cache-control") or "", r)
+        self.assertEqual(r.header("x-content-type-options"), "nosniff", r)
         m = ops.parse_metrics(r.body.decode("utf-8"))
         expected = {**{n: "gauge" for n in GAUGES}, **{n: "counter" for n in COUNTERS},
                     **{n: "histogram" for n in HISTOGRAMS}}
@@ -189,7 +191,7 @@ class Admin(ops.OpsCase):
             self.assertEqual(self.req_count(m1, "/", c), self.req_count(m0, "/", c), c)
         c0, s0 = ops.check_histogram(self, m0, "edge_http_request_duration_seconds", {"route": "/"}) \
             if m0.find("edge_http_request_duration_seconds_count", {"route": "/"}) else (0, 0)
-        c1, s1 = ops.check_histogram(self, m1, "edge_http_request_duration_seconds", {"route": "/"})
+        c1, s1 = ops.check_histogram(self, m1, "edge_http_request_duration_seconds", {"route": "/"}, ops.BUCKETS)
         self.assertEqual(c1 - c0, n_ok + n_404, "histogram _count vs requests")
         self.assertEqual(c1, sum(self.req_count(m1, "/", c) for c in CLASSES),
                          "histogram _count == the route's requests_total")
@@ -198,14 +200,22 @@ class Admin(ops.OpsCase):
         self.assertEqual(m1.sum("edge_http_response_bytes_total", {"route": "/"})
                          - m0.sum("edge_http_response_bytes_total", {"route": "/"}), bodies,
                          "response bytes = the bodies")
-        lbl = self.public_listener_label(m1, "edge_connections_accepted_total")
-        self.assertEqual(m1.sum("edge_connections_accepted_total", {"listener": lbl})
-                         - m0.sum("edge_connections_accepted_total", {"listener": lbl}), n_ok + n_404,
-                         "one connection per request")
         # every histogram series is well formed
         for ls in {tuple(sorted((k, v) for k, v in ls.items() if k != "le"))
                    for ls, _ in m1.find("edge_http_request_duration_seconds_bucket")}:
-            ops.check_histogram(self, m1, "edge_http_request_duration_seconds", dict(ls))
+            ops.check_histogram(self, m1, "edge_http_request_duration_seconds", dict(ls), ops.BUCKETS)
+
+    def test_connections_accepted_counts_the_public_listener_only(self):
+        m0 = self.metrics()
+        lbl = {"listener": self.public_listener_label(m0, "edge_connections_accepted_total")}
+        for i in range(4):
+            self.assertEqual(self.get(f"/logo.svg?acc={i}").status, 200)
+        m1 = self.wait_metric("edge_connections_accepted_total", lbl,
+                              m0.sum("edge_connections_accepted_total", lbl) + 4)
+        self.assertEqual(m1.sum("edge_connections_accepted_total", lbl)
+                         - m0.sum("edge_connections_accepted_total", lbl), 4,
+                         f"4 public connections (and 2 admin ones, to read /metrics) in between; "
+                         f"series: {m1.find('edge_connections_accepted_total')}")
 
     def test_no_route_and_named_route_labels(self):
         m0 = self.metrics()
@@ -313,6 +323,21 @@ class Admin(ops.OpsCase):
         self.assertTrue(back, f"edge_connections_open after closing: {self.metrics().find('edge_connections_open')}"
                               f" (base {base})")
 
+    def test_admin_requests_in_the_access_log_as_route_admin(self):
+        self.admin("/status.json", headers=[("X-Request-Id", "admin-logged-1")])
+
+        def line():
+            try:
+                with open(self.access_log, "rb") as f:
+                    docs = [json.loads(ln) for ln in f.read().decode().splitlines() if ln.strip()]
+            except FileNotFoundError:
+                return None
+            return next((d for d in docs if d.get("request_id") == "admin-logged-1"), None)
+
+        doc = ops.wait_until(line, 3)
+        self.assertIsNotNone(doc, "the admin request is not in the access log")
+        self.assertEqual((doc["route"], doc["status"], doc["path"]), ("admin", 200, "/status.json"), doc)
+
     # -- the token --------------------------------------------------------------------------------
     def assert401(self, r, what):
         self.assertEqual(r.status, 401, f"{what}: {r!r}")
@@ -322,18 +347,23 @@ class Admin(ops.OpsCase):
         self.assertNotIn(b"edge_http_requests_total", r.body)
 
     def test_token_required(self):
-        for path in ("/metrics", "/status.json", "/nothing-here"):
+        for path in ("/metrics", "/status.json"):
             self.assert401(self.admin(path, token=None), f"{path} without a token")
             self.assert401(self.admin(path, token="wrong"), f"{path} with a wrong token")
             self.assert401(self.admin(path, token=None, headers=[("Authorization", "Basic dG9rOng=")]),
                            f"{path} with Basic")
             self.assert401(self.admin(path, token=TOKEN + "x"), f"{path} with a longer token")
-        self.assert401(self.admin("/cache/purge?tag=nothing", method="POST", token=None), "purge without a token")
         r = self.admin("/metrics", token=TOKEN)
         self.assertEqual(r.status, 200, r)
         self.assertIn(b"edge_http_requests_total", r.body)
         r = self.admin("/status.json", token=TOKEN)
         self.assertEqual(r.status, 200, r)
+        self.assert401(self.admin("/cache/purge?tag=nothing", method="POST", token=None), "purge without a token")
+        self.assert401(self.admin("/cache/purge?tag=nothing", method="POST", token="wrong"), "purge, wrong token")
+
+    def test_token_required_on_unknown_paths_too(self):
+        # "every admin path but /health and /status needs the token": no 404 without it
+        self.assert401(self.admin("/nothing-here", token=None), "/nothing-here without a token")
 
     def test_health_and_status_page_need_no_token(self):
         r = self.admin("/health", token=None)
@@ -487,7 +517,8 @@ class Admin(ops.OpsCase):
         self.assertIsNone(re.search(rb"\sstyle\s*=", outside, re.I), "style attribute")
         self.assertIsNone(re.search(rb"<link[^>]+stylesheet", outside, re.I), "external stylesheet")
         self.assertIn(b"status.json", scripts[0][1], "the page polls /status.json")
-        self.assertIn(b"token", scripts[0][1], "the page takes #token=")
+        self.assertIn(b"token", scripts[0][1], "the page takes #token=T from its URL")
+        self.assertIn(b"Authorization", scripts[0][1], "the page sends Authorization: Bearer T")
         self.assertNotIn(TOKEN.encode(), html)
 
     # -- the rest ---------------------------------------------------------------------------------

@@ -53,9 +53,9 @@ class ReloadCase(unittest.TestCase):
         self.tmp = tempfile.mkdtemp(prefix="edgetest-reload-")
         self.site = et.Site(self.tmp)
         self.site.write("/limited/a.txt", b"EDGETEST-LIMITED\n")
-        newroot = os.path.join(self.tmp, "newroot")
-        os.makedirs(newroot)
-        with open(os.path.join(newroot, "x.txt"), "wb") as f:
+        newroot = os.path.join(self.tmp, "newroot")  # the route /new/ maps /new/x.txt to newroot/new/x.txt
+        os.makedirs(os.path.join(newroot, "new"))
+        with open(os.path.join(newroot, "new", "x.txt"), "wb") as f:
             f.write(b"EDGETEST-NEW-ROUTE\n")
         self.conf = os.path.join(self.tmp, "edge.toml")
         self.p1 = ops.free_port()
@@ -211,6 +211,7 @@ class Reload(ReloadCase):
 
     def test_bad_config_refused_old_keeps_serving_then_fixed(self):
         self.start(self.cfg("a"))
+        ts0 = self.metrics().get("edge_config_last_reload_timestamp_seconds")
         with et.Conn(self.p1) as c:
             # 1. a TOML syntax error
             good = self.cfg("b")
@@ -226,6 +227,8 @@ class Reload(ReloadCase):
             self.assertEqual(m.get("edge_config_reloads_total", {"result": "failed"}), 1, m.find("edge_config_reloads_total"))
             self.assertEqual(m.sum("edge_config_reloads_total", {"result": "ok"}), 0)
             self.assertEqual(m.get("edge_config_last_reload_success"), 0)
+            self.assertEqual(m.get("edge_config_last_reload_timestamp_seconds"), ts0,
+                             "the timestamp is the last SUCCESSFUL reload's (the start time before any)")
             self.assertEqual(self.status_json()["reloads"], {"ok": 0, "failed": 1, "last": "failed"})
             # 2. a semantic error: a redirect status that does not exist
             bad = self.cfg("b", routes='\n[[route]]\npath = "/x"\nredirect = "/y"\nstatus = 299\n')
@@ -329,7 +332,14 @@ class Reload(ReloadCase):
         self.assertRegex(after, r"workers", "a warning names [server] workers")
         self.assertRegex(after, r"access", "a warning names [log] access")
         self.get("/logo.svg", headers=[("X-Request-Id", "after-reload-1")])
-        self.assertTrue(ops.wait_until(lambda: os.path.exists(log1) and b"after-reload-1" in open(log1, "rb").read(), 3),
+        def logged():
+            try:
+                with open(log1, "rb") as f:
+                    return b"after-reload-1" in f.read()
+            except FileNotFoundError:
+                return False
+
+        self.assertTrue(ops.wait_until(logged, 3),
                         "the access log keeps its destination until a restart")
         self.assertFalse(os.path.exists(log2), "no new access log before a restart")
 
@@ -585,7 +595,7 @@ class LoadThroughReloads(ReloadCase):
             time.sleep(1.0)
             for i in range(self.RELOADS):
                 self.sighup(self.config("b" if i % 2 == 0 else "a"), timeout=5)
-                time.sleep(0.35)
+                time.sleep(0.2)
             reloads_done = time.monotonic() - t0
             if WRK:
                 outs = []
@@ -603,6 +613,8 @@ class LoadThroughReloads(ReloadCase):
                         p.kill()
                         p.wait(5)
         report = "\n".join(f"--- {u}\n{o}" for u, o in zip(targets, outs))
+        sys.stderr.write("\n[load] " + "; ".join(f"{u}: {r}" for u, r in zip(targets, results))
+                         + f"; {self.RELOADS} reloads in {reloads_done:.1f} s\n")
         self.assertLess(reloads_done, self.DURATION, f"the reloads did not all happen under load\n{report}")
         ok_lines = [ln for ln in self.edge.lines_since(n0) if re.search(RELOAD_OK, ln)]
         self.assertEqual(len(ok_lines), self.RELOADS, "\n".join(self.edge.lines_since(n0)))
