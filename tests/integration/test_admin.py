@@ -521,6 +521,21 @@ class Admin(ops.OpsCase):
         self.assertIn(b"Authorization", scripts[0][1], "the page sends Authorization: Bearer T")
         self.assertNotIn(TOKEN.encode(), html)
 
+    def test_admin_response_headers(self):
+        # conf/REFERENCE.md: admin responses carry Cache-Control: no-store,
+        # X-Content-Type-Options: nosniff, X-Frame-Options: DENY
+        cases = [("/metrics", "GET", TOKEN), ("/status.json", "GET", TOKEN), ("/status", "GET", None),
+                 ("/health", "GET", None), ("/nothing-here", "GET", TOKEN), ("/metrics", "GET", None),
+                 ("/cache/purge?tag=none-such", "POST", TOKEN), ("/cache/purge?tag=none-such", "GET", TOKEN)]
+        bad = []
+        for path, method, tok in cases:
+            r = self.admin(path, method, token=tok)
+            got = (r.header("cache-control") or "", r.header("x-content-type-options"), r.header("x-frame-options"))
+            if "no-store" not in got[0] or got[1:] != ("nosniff", "DENY"):
+                bad.append(f"{method} {path} ({r.status}): Cache-Control={got[0]!r} "
+                           f"X-Content-Type-Options={got[1]!r} X-Frame-Options={got[2]!r}")
+        self.assertEqual(bad, [], "admin responses without the admin headers")
+
     # -- the rest ---------------------------------------------------------------------------------
     def test_unknown_admin_path_404_json(self):
         for path in ("/nothing-here", "/metrics/extra", "/index.html", "/"):

@@ -457,6 +457,7 @@ class ReloadCommand(ReloadCase):
         n = self.edge.line_count()
         p = self.run_reload(self.conf)
         self.assertEqual(p.returncode, 0, p)
+        self.assertIn(f"reload signalled to pid {self.edge.proc.pid}", (p.stdout + p.stderr).decode(), p)
         hits = self.edge.wait_log(RELOAD_OK, 1, since=n, timeout=5)
         self.assertTrue(hits, "edge --reload: no reload logged:\n" + "\n".join(self.edge.lines_since(n)))
         self.assertEqual(self.gen(), "b")
@@ -592,10 +593,9 @@ class LoadThroughReloads(ReloadCase):
             loads = [PyLoad(self.p1, "/logo.svg", 8, self.DURATION).start(),
                      PyLoad(self.p1, "/api/json", 8, self.DURATION).start()]
         try:
-            time.sleep(1.0)
-            for i in range(self.RELOADS):
+            for i in range(self.RELOADS):  # one every 0.4 s from t0 + 1 s (the last at ~8.6 s)
+                time.sleep(max(0.0, t0 + 1.0 + 0.4 * i - time.monotonic()))
                 self.sighup(self.config("b" if i % 2 == 0 else "a"), timeout=5)
-                time.sleep(0.2)
             reloads_done = time.monotonic() - t0
             if WRK:
                 outs = []
