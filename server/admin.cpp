@@ -45,6 +45,8 @@ void common_headers(http::Exchange& ex) {
   ex.resp.headers.add("Referrer-Policy", "no-referrer");
 }
 
+// Every admin answer: the token (unless the path is open), then the handler, then the common
+// headers.
 class AdminHandler : public http::Handler {
  public:
   AdminHandler(const Config& cfg, bool needs_token) : cfg_(cfg), needs_token_(needs_token) {}
@@ -58,26 +60,26 @@ class AdminHandler : public http::Handler {
         return;
       }
     }
-    if (ex.req.method != http::Method::kGet && ex.req.method != http::Method::kHead) {
-      ex.set_static(405, "application/json", "{\"error\":\"Method Not Allowed\"}\n");
-      ex.resp.headers.add("Allow", "GET, HEAD");
-      common_headers(ex);
-      return;
-    }
     serve(ex);
     common_headers(ex);
   }
 
  protected:
   virtual void serve(http::Exchange& ex) const = 0;
+  // GET and HEAD only: false after answering 405.
+  static bool readable(http::Exchange& ex) {
+    if (ex.req.method == http::Method::kGet || ex.req.method == http::Method::kHead) return true;
+    ex.set_static(405, "application/json", "{\"error\":\"Method Not Allowed\"}\n");
+    ex.resp.headers.add("Allow", "GET, HEAD");
+    return false;
+  }
   const Config& cfg_;
 
  private:
   static bool same(std::string_view a, std::string_view b) {  // constant time for equal lengths
     if (a.size() != b.size()) return false;
     unsigned char d = 0;
-    for (std::size_t i = 0; i < a.size(); ++i)
-      d |= static_cast<unsigned char>(a[i] ^ b[i]);
+    for (std::size_t i = 0; i < a.size(); ++i) d |= static_cast<unsigned char>(a[i] ^ b[i]);
     return d == 0;
   }
   bool needs_token_;
@@ -90,6 +92,7 @@ class MetricsHandler : public AdminHandler {
 
  protected:
   void serve(http::Exchange& ex) const override {
+    if (!readable(ex)) return;
     ex.set_text(200, "text/plain; version=0.0.4; charset=utf-8",
                 metrics::registry().prometheus(cfg_));
   }
@@ -102,6 +105,7 @@ class StatusJsonHandler : public AdminHandler {
 
  protected:
   void serve(http::Exchange& ex) const override {
+    if (!readable(ex)) return;
     ex.set_text(200, "application/json", metrics::registry().status_json(cfg_));
   }
 };
@@ -119,6 +123,7 @@ class StatusPageHandler : public AdminHandler {
 
  protected:
   void serve(http::Exchange& ex) const override {
+    if (!readable(ex)) return;
     ex.set_static(200, "text/html; charset=utf-8", kStatusPage);
     ex.resp.headers.add("Content-Security-Policy", csp_);
   }
@@ -127,13 +132,29 @@ class StatusPageHandler : public AdminHandler {
   std::string csp_;
 };
 
-class NotFoundHandler : public http::Handler {
+class NotFoundHandler : public AdminHandler {
  public:
-  void handle(http::Exchange& ex) const override {
-    ex.set_static(404, "application/json", "{\"error\":\"Not Found\"}\n");
-    common_headers(ex);
-  }
+  using AdminHandler::AdminHandler;
   const char* kind() const override { return "admin 404"; }
+
+ protected:
+  void serve(http::Exchange& ex) const override {
+    ex.set_static(404, "application/json", "{\"error\":\"Not Found\"}\n");
+  }
+};
+
+// A route handler (health, cache purge) behind the admin token and headers.
+class Wrapped : public AdminHandler {
+ public:
+  Wrapped(const Config& cfg, bool needs_token, std::unique_ptr<http::Handler> inner)
+      : AdminHandler(cfg, needs_token), inner_(std::move(inner)) {}
+  const char* kind() const override { return inner_->kind(); }
+
+ protected:
+  void serve(http::Exchange& ex) const override { inner_->handle(ex); }
+
+ private:
+  std::unique_ptr<http::Handler> inner_;
 };
 
 void add(Config& cfg, routes::Route::Match match, std::string pattern,
@@ -155,10 +176,15 @@ void add_routes(Config& cfg) {
   add(cfg, M::kExact, "/status", std::make_unique<StatusPageHandler>(cfg));
   add(cfg, M::kExact, "/status.json", std::make_unique<StatusJsonHandler>(cfg, true));
   add(cfg, M::kExact, "/health",
-      std::make_unique<routes::HealthHandler>(EDGE_VERSION, cfg.started, cfg.upstreams));
+      std::make_unique<Wrapped>(
+          cfg, false,
+          std::make_unique<routes::HealthHandler>(EDGE_VERSION, cfg.started, cfg.upstreams)));
+  // (With a token the purge's own check is the same bearer token; without one, loopback only.)
   add(cfg, M::kExact, "/cache/purge",
-      std::make_unique<routes::CachePurgeHandler>(cfg.cache_store, cfg.admin_token));
-  add(cfg, M::kAll, "", std::make_unique<NotFoundHandler>());
+      std::make_unique<Wrapped>(
+          cfg, true,
+          std::make_unique<routes::CachePurgeHandler>(cfg.cache_store, cfg.admin_token)));
+  add(cfg, M::kAll, "", std::make_unique<NotFoundHandler>(cfg, true));
 }
 
 }  // namespace edge::admin

@@ -1239,16 +1239,15 @@ namespace {
 std::string route_label(const routes::Route& r) {
   std::string s;
   for (const auto& h : r.hosts) s += (s.empty() ? "" : ",") + h;
-  if (!s.empty()) s += "/";
   switch (r.match) {
     case routes::Route::Match::kAll:
-      s += "*";
+      s += s.empty() ? "*" : "/*";
       break;
     case routes::Route::Match::kRegex:
-      s += "~" + r.pattern;
+      s += (s.empty() ? "~" : "/~") + r.pattern;
       break;
     default:
-      s += r.pattern;
+      s += r.pattern;  // (starts with "/")
   }
   return s;
 }
@@ -1396,7 +1395,15 @@ std::shared_ptr<const Config> load_config(const std::string& path,
       r.cached = p->options().cache != nullptr;
     if (r.cached) r.stats->cached.store(true);
   }
-  for (auto& l : cfg->listeners) l.stats = reg.listener(l.address);
+  // Listeners by address (and which of those with that address): a reload keeps their counters.
+  // The label becomes the bound address once bound (main.cpp).
+  for (std::size_t i = 0; i < cfg->listeners.size(); ++i) {
+    auto& l = cfg->listeners[i];
+    int nth = 0;
+    for (std::size_t j = 0; j < i; ++j)
+      nth += cfg->listeners[j].address == l.address && cfg->listeners[j].admin == l.admin;
+    l.stats = reg.listener((l.admin ? "admin " : "") + l.address + "#" + std::to_string(nth));
+  }
   for (auto& pool : cfg->upstreams)
     for (auto& s : pool->servers) s->stats = reg.upstream(pool->name, s->address);
   return cfg;
@@ -1408,8 +1415,7 @@ std::string Config::describe() const {
   o << "workers " << server.workers << "\n";
   for (const auto& l : listeners) {
     o << (l.admin ? "admin " : "listen ") << (l.tls ? "https" : "http") << "://"
-      << (l.ipv6 ? "[" + l.host + "]" : l.host)
-      << ":" << l.port;
+      << (l.ipv6 ? "[" + l.host + "]" : l.host) << ":" << l.port;
     if (l.https_redirect) o << " (redirects to https, port " << l.https_port << ")";
     o << "\n";
     if (l.tls) o << l.tls->ctx.load()->describe();

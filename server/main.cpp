@@ -61,6 +61,8 @@ std::vector<std::string> listener_keys(const edge::Config& cfg) {
 }
 
 void announce(const edge::ListenConfig& l, int port) {
+  std::string bound = (l.ipv6 ? "[" + l.host + "]" : l.host) + ":" + std::to_string(port);
+  edge::metrics::registry().name(l.stats, bound);
   spdlog::info("{}listening on {}://{}:{}", l.admin ? "admin " : "", l.tls ? "https" : "http",
                l.ipv6 ? "[" + l.host + "]" : l.host, port);
 }

@@ -35,11 +35,16 @@ UpstreamStats* Registry::upstream(const std::string& pool, const std::string& se
   return &upstreams_.emplace_back(pool, server, workers());
 }
 
-ListenerStats* Registry::listener(const std::string& label) {
+ListenerStats* Registry::listener(const std::string& key) {
   std::lock_guard lock(mu_);
   for (auto& l : listeners_)
-    if (l.label == label) return &l;
-  return &listeners_.emplace_back(label, workers());
+    if (l.key == key) return &l;
+  return &listeners_.emplace_back(key, workers());
+}
+
+void Registry::name(ListenerStats* l, const std::string& label) {
+  std::lock_guard lock(mu_);
+  l->label = label;
 }
 
 void Registry::reload_done(bool ok) {
@@ -108,8 +113,8 @@ class Text {
     o_ += '\n';
   }
   // name{k1="v1",k2="v2"} value
-  void sample(std::string_view name, std::initializer_list<std::pair<const char*, std::string_view>>
-                                         labels,
+  void sample(std::string_view name,
+              std::initializer_list<std::pair<const char*, std::string_view>> labels,
               double value) {
     o_ += name;
     if (labels.size()) {
@@ -211,59 +216,71 @@ std::string Registry::prometheus(const Config& cfg) const {
   for (const auto& r : routes_)
     for (int c = 0; c < 5; ++c)
       t.sample("edge_http_requests_total", {{"route", r.label}, {"class", kClasses[c]}},
-               static_cast<double>(sum(r, [c](auto& x) -> auto& { return x.by_class[c]; })));
+               static_cast<double>(sum(
+                   r, [c](auto& x) -> auto& { return x.by_class[c]; })));
   t.family("edge_http_request_duration_seconds", "histogram",
            "Time from the request head to the response handed to the connection (the whole "
            "body for streamed responses).");
   for (const auto& r : routes_)
-    t.histogram("edge_http_request_duration_seconds", "route", r.label, nullptr, {}, r,
-                [](auto& x) -> auto& { return x.latency; });
+    t.histogram(
+        "edge_http_request_duration_seconds", "route", r.label, nullptr, {}, r,
+        [](auto& x) -> auto& { return x.latency; });
   t.family("edge_http_request_body_bytes_total", "counter", "Request body bytes by route.");
   for (const auto& r : routes_)
     t.sample("edge_http_request_body_bytes_total", {{"route", r.label}},
-             static_cast<double>(sum(r, [](auto& x) -> auto& { return x.body_in; })));
+             static_cast<double>(sum(
+                 r, [](auto& x) -> auto& { return x.body_in; })));
   t.family("edge_http_response_bytes_total", "counter", "Response body bytes by route.");
   for (const auto& r : routes_)
     t.sample("edge_http_response_bytes_total", {{"route", r.label}},
-             static_cast<double>(sum(r, [](auto& x) -> auto& { return x.body_out; })));
+             static_cast<double>(sum(
+                 r, [](auto& x) -> auto& { return x.body_out; })));
   t.family("edge_rate_limited_total", "counter", "Requests refused by a rate limit (429).");
   for (const auto& r : routes_)
     t.sample("edge_rate_limited_total", {{"route", r.label}},
-             static_cast<double>(sum(r, [](auto& x) -> auto& { return x.limited; })));
+             static_cast<double>(sum(
+                 r, [](auto& x) -> auto& { return x.limited; })));
   t.family("edge_rate_limit_store_errors_total", "counter",
            "Rate-limit decisions the shared store (Redis) could not make.");
   t.sample("edge_rate_limit_store_errors_total", {},
-           static_cast<double>(
-               sum(process_, [](auto& x) -> auto& { return x.rate_limit_store_errors; })));
+           static_cast<double>(sum(
+               process_, [](auto& x) -> auto& { return x.rate_limit_store_errors; })));
 
   t.family("edge_connections_open", "gauge", "Client connections open, by listener.");
   for (const auto& l : listeners_) {
-    std::uint64_t opened = sum(l, [](auto& x) -> auto& { return x.opened; });
-    std::uint64_t closed = sum(l, [](auto& x) -> auto& { return x.closed; });
+    std::uint64_t opened = sum(
+        l, [](auto& x) -> auto& { return x.opened; });
+    std::uint64_t closed = sum(
+        l, [](auto& x) -> auto& { return x.closed; });
     t.sample("edge_connections_open", {{"listener", l.label}},
              static_cast<double>(opened > closed ? opened - closed : 0));
   }
   t.family("edge_connections_accepted_total", "counter", "Client connections accepted.");
   for (const auto& l : listeners_)
     t.sample("edge_connections_accepted_total", {{"listener", l.label}},
-             static_cast<double>(sum(l, [](auto& x) -> auto& { return x.accepted; })));
+             static_cast<double>(sum(
+                 l, [](auto& x) -> auto& { return x.accepted; })));
   t.family("edge_connections_refused_total", "counter",
            "Connections closed at accept (max_conns_per_ip).");
   for (const auto& l : listeners_)
     t.sample("edge_connections_refused_total", {{"listener", l.label}, {"reason", "per_ip"}},
-             static_cast<double>(sum(l, [](auto& x) -> auto& { return x.refused_per_ip; })));
+             static_cast<double>(sum(
+                 l, [](auto& x) -> auto& { return x.refused_per_ip; })));
   t.family("edge_tls_handshakes_total", "counter", "TLS handshakes completed.");
   for (const auto& l : listeners_)
     t.sample("edge_tls_handshakes_total", {{"listener", l.label}},
-             static_cast<double>(sum(l, [](auto& x) -> auto& { return x.tls_handshakes; })));
+             static_cast<double>(sum(
+                 l, [](auto& x) -> auto& { return x.tls_handshakes; })));
   t.family("edge_tls_resumptions_total", "counter", "TLS handshakes that resumed a session.");
   for (const auto& l : listeners_)
     t.sample("edge_tls_resumptions_total", {{"listener", l.label}},
-             static_cast<double>(sum(l, [](auto& x) -> auto& { return x.tls_resumptions; })));
+             static_cast<double>(sum(
+                 l, [](auto& x) -> auto& { return x.tls_resumptions; })));
   t.family("edge_tls_handshake_errors_total", "counter", "TLS handshakes that failed.");
   for (const auto& l : listeners_)
     t.sample("edge_tls_handshake_errors_total", {{"listener", l.label}},
-             static_cast<double>(sum(l, [](auto& x) -> auto& { return x.tls_errors; })));
+             static_cast<double>(sum(
+                 l, [](auto& x) -> auto& { return x.tls_errors; })));
 
   t.family("edge_cache_requests_total", "counter", "Requests to cached routes by cache result.");
   for (const auto& r : routes_) {
@@ -271,7 +288,8 @@ std::string Registry::prometheus(const Config& cfg) const {
     for (int k = 1; k <= 5; ++k)
       t.sample("edge_cache_requests_total",
                {{"route", r.label}, {"result", hm::kCacheResultNames[k]}},
-               static_cast<double>(sum(r, [k](auto& x) -> auto& { return x.cache[k]; })));
+               static_cast<double>(sum(
+                   r, [k](auto& x) -> auto& { return x.cache[k]; })));
   }
   cache::Store::Stats cs{0, 0, 0, 0, 0};
   if (cfg.cache_store) cs = cfg.cache_store->stats();
@@ -292,18 +310,21 @@ std::string Registry::prometheus(const Config& cfg) const {
     for (int c = 0; c < 5; ++c)
       t.sample("edge_upstream_requests_total",
                {{"pool", u.pool}, {"server", u.server}, {"class", kClasses[c]}},
-               static_cast<double>(sum(u, [c](auto& x) -> auto& { return x.by_class[c]; })));
+               static_cast<double>(sum(
+                   u, [c](auto& x) -> auto& { return x.by_class[c]; })));
   t.family("edge_upstream_errors_total", "counter", "Upstream failures by server and kind.");
   for (const auto& u : upstreams_)
     for (int k = 0; k < 4; ++k)
       t.sample("edge_upstream_errors_total",
                {{"pool", u.pool}, {"server", u.server}, {"kind", hm::kUpstreamErrorNames[k]}},
-               static_cast<double>(sum(u, [k](auto& x) -> auto& { return x.errors[k]; })));
+               static_cast<double>(sum(
+                   u, [k](auto& x) -> auto& { return x.errors[k]; })));
   t.family("edge_upstream_response_seconds", "histogram",
            "Time from sending a request upstream to its response head.");
   for (const auto& u : upstreams_)
-    t.histogram("edge_upstream_response_seconds", "pool", u.pool, "server", u.server, u,
-                [](auto& x) -> auto& { return x.latency; });
+    t.histogram(
+        "edge_upstream_response_seconds", "pool", u.pool, "server", u.server, u,
+        [](auto& x) -> auto& { return x.latency; });
   std::int64_t now_ms = http::UpstreamPool::now_ms();
   t.family("edge_upstream_up", "gauge",
            "1 when the server takes requests (active and passive health), else 0.");
@@ -350,8 +371,10 @@ std::string Registry::status_json(const Config& cfg) const {
   }
   std::uint64_t open = 0;
   for (const auto& l : listeners_) {
-    std::uint64_t o = sum(l, [](auto& x) -> auto& { return x.opened; });
-    std::uint64_t c = sum(l, [](auto& x) -> auto& { return x.closed; });
+    std::uint64_t o = sum(
+        l, [](auto& x) -> auto& { return x.opened; });
+    std::uint64_t c = sum(
+        l, [](auto& x) -> auto& { return x.closed; });
     open += o > c ? o - c : 0;
   }
   nlohmann::ordered_json responses = nlohmann::ordered_json::object();
@@ -372,9 +395,11 @@ std::string Registry::status_json(const Config& cfg) const {
       std::uint64_t reqs = 0, errs = 0;
       if (s->stats) {
         for (int c = 0; c < 5; ++c)
-          reqs += sum(*s->stats, [c](auto& x) -> auto& { return x.by_class[c]; });
+          reqs += sum(
+              *s->stats, [c](auto& x) -> auto& { return x.by_class[c]; });
         for (int k = 0; k < 4; ++k)
-          errs += sum(*s->stats, [k](auto& x) -> auto& { return x.errors[k]; });
+          errs += sum(
+              *s->stats, [k](auto& x) -> auto& { return x.errors[k]; });
       }
       ups.push_back({{"pool", pool->name},
                      {"server", s->address},

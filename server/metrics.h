@@ -36,7 +36,8 @@ class Registry {
   RouteStats* route(const std::string& label);
   RouteStats* unrouted() { return route("-"); }
   UpstreamStats* upstream(const std::string& pool, const std::string& server);
-  ListenerStats* listener(const std::string& label);
+  ListenerStats* listener(const std::string& key);        // labelled `key` until named
+  void name(ListenerStats* l, const std::string& label);  // the bound address
   http::metrics::PerWorker<ProcessCounters>& process() { return process_; }
 
   void reload_done(bool ok);

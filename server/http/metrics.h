@@ -25,19 +25,17 @@ struct Counter {
 
 // Latency buckets (upper bounds, seconds): Prometheus' defaults with finer steps below 5 ms (an
 // edge answers in microseconds) and 2 s (the platform's response-time alert).
-inline constexpr double kBuckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
-                                      0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
-                                      1,      2,       5,      10};
+inline constexpr double kBuckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                      0.05,   0.1,     0.25,   0.5,   1,      2,     5,    10};
 inline constexpr int kBucketCount = sizeof kBuckets / sizeof kBuckets[0];
 
 struct Histogram {
   Counter buckets[kBucketCount + 1];  // per bucket (not cumulative); the last is +Inf
   Counter sum_us;
   void observe(std::uint64_t us) {
-    static constexpr std::uint64_t kLimitsUs[] = {100,     250,     500,     1000,
-                                                  2500,    5000,    10000,   25000,
-                                                  50000,   100000,  250000,  500000,
-                                                  1000000, 2000000, 5000000, 10000000};
+    static constexpr std::uint64_t kLimitsUs[] = {
+        100,   250,    500,    1000,   2500,    5000,    10000,   25000,
+        50000, 100000, 250000, 500000, 1000000, 2000000, 5000000, 10000000};
     static_assert(sizeof kLimitsUs / sizeof kLimitsUs[0] == kBucketCount);
     int i = 0;
     while (i < kBucketCount && us > kLimitsUs[i]) ++i;
@@ -52,8 +50,8 @@ inline int status_class(int status) {  // 0..4 for 1xx..5xx
 }
 
 enum class CacheResult : unsigned char { kNone, kHit, kStale, kRevalidated, kMiss, kBypass };
-inline constexpr const char* kCacheResultNames[] = {"", "hit", "stale", "revalidated", "miss",
-                                                    "bypass"};
+inline constexpr const char* kCacheResultNames[] = {"",     "hit",   "stale", "revalidated",
+                                                    "miss", "bypass"};
 enum class UpstreamError : unsigned char { kConnect, kTimeout, kReset, kBadResponse };
 inline constexpr const char* kUpstreamErrorNames[] = {"connect", "timeout", "reset",
                                                       "bad_response"};
@@ -108,8 +106,10 @@ struct UpstreamStats : PerWorker<UpstreamCounters> {
 };
 
 struct ListenerStats : PerWorker<ListenerCounters> {
-  ListenerStats(std::string l, unsigned workers) : PerWorker(workers), label(std::move(l)) {}
-  std::string label;
+  ListenerStats(std::string k, unsigned workers)
+      : PerWorker(workers), key(k), label(std::move(k)) {}
+  std::string key;    // the registry's: the address as configured (and its rank among equals)
+  std::string label;  // in metrics: the bound address
 };
 
 }  // namespace edge::http::metrics

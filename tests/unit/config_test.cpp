@@ -282,8 +282,7 @@ servers = ["127.0.0.1:1", "127.0.0.1:2"]
   first->upstreams[0]->servers[1]->checked_up.store(false);
   std::string path = (dir_ / "edge.toml").string();
   std::vector<std::string> warnings;
-  auto second =
-      edge::load_config(path, std::chrono::steady_clock::now(), first.get(), &warnings);
+  auto second = edge::load_config(path, std::chrono::steady_clock::now(), first.get(), &warnings);
   EXPECT_TRUE(warnings.empty());
   EXPECT_EQ(second->generation, first->generation + 1);
   EXPECT_EQ(second->cache_store, first->cache_store);  // what is stored stays

@@ -81,8 +81,7 @@ TEST(Metrics, PrometheusTextSumsWorkersAndEscapesLabels) {
   EXPECT_EQ(sample(text, "edge_http_request_duration_seconds_bucket{" + label + ",le=\"+Inf\"}"),
             2);
   EXPECT_EQ(sample(text, "edge_http_request_duration_seconds_count{" + label + "}"), 2);
-  EXPECT_NEAR(sample(text, "edge_http_request_duration_seconds_sum{" + label + "}"), 3.00005,
-              1e-6);
+  EXPECT_NEAR(sample(text, "edge_http_request_duration_seconds_sum{" + label + "}"), 3.00005, 1e-6);
   // Each family is announced once, before its samples.
   for (const char* family : {"edge_http_requests_total", "edge_http_request_duration_seconds",
                              "edge_config_reloads_total", "edge_upstream_up"}) {
