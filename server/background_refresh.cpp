@@ -12,8 +12,10 @@ BackgroundRefresh::BackgroundRefresh(Worker& w) : w_(w), session_(w, *this) {
 
 BackgroundRefresh::~BackgroundRefresh() = default;
 
-void BackgroundRefresh::start(Worker& w, const http::Exchange& ex, const routes::Route* route) {
+void BackgroundRefresh::start(Worker& w, const http::Exchange& ex, const routes::Route* route,
+                              std::shared_ptr<const Config> cfg) {
   auto* r = new BackgroundRefresh(w);  // freed by done() through its timer's close callback
+  r->cfg_ = std::move(cfg);
   r->copy_from(ex);
   w.link_refresh(r);
   r->session_.start(r->ex_, route, false, false);

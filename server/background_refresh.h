@@ -16,8 +16,10 @@ class Worker;
 
 class BackgroundRefresh : public ProxyClient {
  public:
-  // Copies what the session needs of `ex` (request head and forward) and starts it.
-  static void start(Worker& w, const http::Exchange& ex, const routes::Route* route);
+  // Copies what the session needs of `ex` (request head and forward) and starts it. `cfg` (the
+  // snapshot `route` and the forward's pool belong to) is held until the refresh ends.
+  static void start(Worker& w, const http::Exchange& ex, const routes::Route* route,
+                    std::shared_ptr<const struct Config> cfg);
   void abort();  // worker stop
 
   BackgroundRefresh* prev = nullptr;
@@ -45,6 +47,7 @@ class BackgroundRefresh : public ProxyClient {
   void proxy_request_drained() override {}
 
   Worker& w_;
+  std::shared_ptr<const struct Config> cfg_;
   http::Exchange ex_;
   std::string storage_;  // the bytes ex_.req's views point into
   ProxySession session_;

@@ -1138,7 +1138,7 @@ void Connection::start_proxy() {
   route_->handler->handle(ex);
   bool body_follows = !message_done_;
   if (ex.forward.cache_refresh) {  // answered from a stale copy; fetched again meanwhile
-    BackgroundRefresh::start(w_, ex, route_);
+    BackgroundRefresh::start(w_, ex, route_, cfg_);
     ex.forward.pool = nullptr;
   }
   if (ex.forward.cache_wait) {
