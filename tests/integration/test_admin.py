@@ -12,8 +12,11 @@ import datetime
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import urllib.parse
@@ -607,6 +610,79 @@ class AdminUpstreamDown(ops.OpsCase):
         self.assertGreaterEqual(doc["upstreams"][0]["errors"], 1)
         self.assertEqual(self.get("/doomed/json").status, 503)
         self.assertEqual(self.admin("/health").status, 503, "the admin /health is the public one")
+
+
+class AdminTlsCounters(unittest.TestCase):
+    """edge_tls_handshakes_total / edge_tls_resumptions_total / edge_tls_handshake_errors_total on a
+    TLS listener (a self-signed certificate made by edge), labelled by the bound address."""
+
+    def test_handshakes_resumptions_and_errors(self):
+        import ssl
+        tmp = tempfile.mkdtemp(prefix="edgetest-ops-tls-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        site = et.Site(tmp)
+        conf = os.path.join(tmp, "edge.toml")
+        with open(conf, "w") as f:
+            f.write(f"""[server]
+workers = 1
+[log]
+access = "off"
+[[listen]]
+address = "127.0.0.1:0"
+tls = {{ self_signed = true }}
+{ops.admin_toml()}
+[[route]]
+prefix = "/"
+root = {ops.q(site.root)}
+""")
+        edge = ops.OpsEdge(conf, expect_hosts={"127.0.0.1"}, expect_count=1).start()
+        self.addCleanup(edge.kill)
+        self.assertIsNotNone(edge.wait_admin())
+        port = edge.port
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+        def fetch(session=None):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s = ctx.wrap_socket(raw, server_hostname="localhost", session=session)
+            s.sendall(b"GET /logo.svg HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+            reused, sess = s.session_reused, s.session
+            s.close()
+            self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:60])
+            return reused, sess
+
+        reused, sess = fetch()
+        self.assertFalse(reused)
+        reused, _ = fetch(sess)
+        self.assertTrue(reused, "the second handshake resumed with the first's ticket")
+        bad = socket.create_connection(("127.0.0.1", port), timeout=5)  # not a TLS ClientHello
+        bad.sendall(b"\x16\x03\x01\x00\x05hello")
+        bad.settimeout(5)
+        try:
+            bad.recv(100)
+        except OSError:
+            pass
+        bad.close()
+        label = {"listener": f"127.0.0.1:{port}"}
+
+        def metrics():
+            r = ops.http(edge.admin_port, "/metrics")
+            return ops.parse_metrics(r.body.decode("utf-8"))
+
+        m = ops.wait_until(lambda: (lambda x: x if x.get("edge_tls_handshake_errors_total", label) >= 1 else None)(
+            metrics()), 3) or metrics()
+        self.assertEqual(m.get("edge_tls_handshakes_total", label), 2, m.find("edge_tls_handshakes_total"))
+        self.assertEqual(m.get("edge_tls_resumptions_total", label), 1, m.find("edge_tls_resumptions_total"))
+        self.assertEqual(m.get("edge_tls_handshake_errors_total", label), 1,
+                         m.find("edge_tls_handshake_errors_total"))
+        self.assertEqual(edge.stop(), 0)
 
 
 class NoAdminSection(ops.OpsCase):
