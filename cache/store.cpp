@@ -177,17 +177,18 @@ bool Store::lead(std::string_view key, unsigned worker) {
 
 void Store::done(std::string_view key) {
   std::string k(key);
-  std::vector<std::function<void(const std::string&)>*> wake;
+  std::vector<std::function<void(const std::string&)>> wake;
   {
     std::lock_guard lock(mu_);
     auto it = leads_.find(k);
     if (it == leads_.end()) return;
     const auto& waiters = it->second.waiters;
+    // Copies: a worker adopting this store after a reload may register while we call them.
     for (std::size_t w = 0; w < wake_.size() && w < waiters.size(); ++w)
-      if (waiters[w] && wake_[w]) wake.push_back(&wake_[w]);
+      if (waiters[w] && wake_[w]) wake.push_back(wake_[w]);
     leads_.erase(it);
   }
-  for (auto* f : wake) (*f)(k);  // (registered once at start, never changed after)
+  for (auto& f : wake) f(k);
 }
 
 void Store::on_done(unsigned worker, std::function<void(const std::string&)> wake) {

@@ -53,7 +53,8 @@ class AdminHandler : public http::Handler {
   void handle(http::Exchange& ex) const final {
     if (needs_token_ && !cfg_.admin_token.empty()) {
       std::string_view auth = http::trim_ows(ex.req.headers.get("Authorization"));
-      if (!auth.starts_with("Bearer ") || !same(auth.substr(7), cfg_.admin_token)) {
+      bool bearer = auth.size() > 7 && http::iequals(auth.substr(0, 7), "bearer ");
+      if (!bearer || !same(http::trim_ows(auth.substr(7)), cfg_.admin_token)) {
         ex.set_static(401, "application/json", "{\"error\":\"Unauthorized\"}\n");
         ex.resp.headers.add("WWW-Authenticate", "Bearer realm=\"edge admin\"");
         common_headers(ex);

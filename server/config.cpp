@@ -826,6 +826,9 @@ class Loader {
       } else {
         s->address = str(el, "servers");
       }
+      for (const auto& other : pool->servers)
+        if (other->address == s->address)
+          fail(el, "server " + s->address + " is listed twice (give it a weight instead)");
       resolve(el, *s);
       pool->servers.push_back(std::move(s));
     }
@@ -1258,12 +1261,6 @@ void carry_over(const Config& prev, Config& cfg, std::vector<std::string>& warni
   cfg.conns_per_ip = prev.conns_per_ip;
   if (prev.limiter && prev.rate_limit.max_keys == cfg.rate_limit.max_keys)
     cfg.limiter = prev.limiter;
-  if (cfg.server.workers != prev.server.workers) {
-    warnings.push_back("[server] workers = " + std::to_string(cfg.server.workers) +
-                       " needs a restart; " + std::to_string(prev.server.workers) +
-                       " keep running");
-    cfg.server.workers = prev.server.workers;
-  }
   if (cfg.log.access != prev.log.access || cfg.log.error != prev.log.error) {
     warnings.push_back("[log] access/error destinations need a restart; the running ones stay");
     cfg.log.access = prev.log.access;
@@ -1342,6 +1339,24 @@ std::shared_ptr<const Config> load_config(const std::string& path,
     if (!n->is_table()) L.fail(*n, "server must be a table: [server]");
     L.load_server(*n->as_table(), cfg->server);
   }
+  std::vector<std::string> ignored;
+  std::vector<std::string>& warned = warnings ? *warnings : ignored;
+  if (previous) {
+    // Before the routes: handlers size their per-worker state by this count.
+    if (cfg->server.workers != previous->server.workers) {
+      warned.push_back("[server] workers = " + std::to_string(cfg->server.workers) +
+                       " needs a restart; " + std::to_string(previous->server.workers) +
+                       " keep running");
+      cfg->server.workers = previous->server.workers;
+    }
+    if (cfg->server.pid_file != previous->server.pid_file) {
+      warned.push_back(
+          "[server] pid_file needs a restart; " +
+          (previous->server.pid_file.empty() ? std::string("none") : previous->server.pid_file) +
+          " stays");
+      cfg->server.pid_file = previous->server.pid_file;
+    }
+  }
   if (auto* n = root.get("log")) {
     if (!n->is_table()) L.fail(*n, "log must be a table: [log]");
     L.load_log(*n->as_table(), cfg->log);
@@ -1382,8 +1397,7 @@ std::shared_ptr<const Config> load_config(const std::string& path,
     cfg->routes.routes().push_back(std::move(r));
   }
   cfg->limiter = std::make_shared<routes::LocalLimiter>(cfg->rate_limit.max_keys);
-  std::vector<std::string> ignored;
-  if (previous) carry_over(*previous, *cfg, warnings ? *warnings : ignored);
+  if (previous) carry_over(*previous, *cfg, warned);
   admin::add_routes(*cfg);
   // Metrics: every route, listener and upstream server gets its block of counters.
   auto& reg = metrics::registry();

@@ -535,8 +535,7 @@ void Connection::refresh_config() {
   const ListenConfig& mine = cfg_->listeners[listener_];
   for (std::size_t i = 0; i < now->listeners.size(); ++i) {
     const ListenConfig& l = now->listeners[i];
-    if (l.address == mine.address && l.admin == mine.admin &&
-        (l.tls != nullptr) == (tls_ != nullptr)) {
+    if (l.stats == mine.stats && (l.tls != nullptr) == (tls_ != nullptr)) {  // (the same key)
       if (counted_ && now->conns_per_ip != cfg_->conns_per_ip) return;  // (always carried over)
       listener_ = static_cast<unsigned>(i);
       cfg_ = now;

@@ -48,15 +48,11 @@ struct Runtime {
   bool stopping = false;
 };
 
-// A listener's identity across reloads: its address, and which of the listeners with that
-// address it is (two "127.0.0.1:0" are two listeners).
+// A listener's identity across reloads: its metrics key (admin or not, its address, and which
+// of the listeners with that address it is: two "127.0.0.1:0" are two listeners).
 std::vector<std::string> listener_keys(const edge::Config& cfg) {
   std::vector<std::string> keys;
-  for (const auto& l : cfg.listeners) {
-    int nth = 0;
-    for (const auto& k : keys) nth += k.starts_with(l.address + "#") ? 1 : 0;
-    keys.push_back(l.address + "#" + std::to_string(nth));
-  }
+  for (const auto& l : cfg.listeners) keys.push_back(l.stats->key);
   return keys;
 }
 
@@ -247,7 +243,7 @@ int main(int argc, char** argv) {
         auto* r = static_cast<Runtime*>(s->loop->data);
         auto problems = edge::reopen_logs(r->config->log, r->sink.get());
         for (const auto& p : problems) spdlog::error("SIGUSR1: {}", p);
-        spdlog::info("SIGUSR1: logs reopened");
+        if (problems.empty()) spdlog::info("SIGUSR1: logs reopened");
       },
       SIGUSR1);
   for (unsigned w = 0; w < cfg->server.workers; ++w) {

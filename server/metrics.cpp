@@ -131,8 +131,8 @@ class Text {
       o_ += '}';
     }
     char num[48];
-    if (value == static_cast<double>(static_cast<std::uint64_t>(value)) && value >= 0 &&
-        value < 1e18)
+    if (value >= 0 && value < 1e18 &&
+        value == static_cast<double>(static_cast<std::uint64_t>(value)))
       std::snprintf(num, sizeof num, " %llu\n",
                     static_cast<unsigned long long>(static_cast<std::uint64_t>(value)));
     else

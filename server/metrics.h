@@ -53,7 +53,7 @@ class Registry {
   std::deque<RouteStats> routes_;
   std::deque<UpstreamStats> upstreams_;
   std::deque<ListenerStats> listeners_;
-  http::metrics::PerWorker<ProcessCounters> process_{64};
+  http::metrics::PerWorker<ProcessCounters> process_{256};  // ([server] workers <= 256)
   std::atomic<std::uint64_t> reloads_ok_{0}, reloads_failed_{0};
   std::atomic<bool> last_reload_ok_{true};
   std::atomic<bool> reloaded_{false};

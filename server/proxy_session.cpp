@@ -485,7 +485,8 @@ void ProxySession::on_read(ssize_t n, const char* data) {
     if (!response_started_) {
       spdlog::warn("proxy {}: {} closed the connection before answering ({})", ex_->req.request_id,
                    up_->server->address, n == UV_EOF ? "EOF" : uv_strerror(static_cast<int>(n)));
-      count_error(*up_->server, http::metrics::UpstreamError::kReset);
+      if (!reused_)  // (a reused one probably went stale while idle: not the server's fault)
+        count_error(*up_->server, http::metrics::UpstreamError::kReset);
       fail_attempt(502, true);
       return;
     }

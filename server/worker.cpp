@@ -189,15 +189,19 @@ void Worker::apply_reload() {
       if (l && l->fd == fd) return true;
     return !stopping_ && std::find(fds.begin(), fds.end(), fd) != fds.end();
   };
-  // Sockets opened for reloads that a later one replaced before this loop saw them.
+  // Sockets opened for reloads that a later one replaced before this loop saw them (each closed
+  // once: a socket kept by two pending reloads is in both sets).
+  std::vector<int> unwanted;
   for (std::size_t i = 0; i + 1 < sets.size(); ++i)
     for (int fd : sets[i])
-      if (!ours(fd)) ::close(fd);
-  if (stopping_) {  // the listeners are closed already; new sockets are not needed
+      if (!ours(fd)) unwanted.push_back(fd);
+  if (stopping_)  // the listeners are closed already; new sockets are not needed
     for (int fd : fds)
-      if (!ours(fd)) ::close(fd);
-    return;
-  }
+      if (!ours(fd)) unwanted.push_back(fd);
+  std::sort(unwanted.begin(), unwanted.end());
+  unwanted.erase(std::unique(unwanted.begin(), unwanted.end()), unwanted.end());
+  for (int fd : unwanted) ::close(fd);
+  if (stopping_) return;
   // Listeners: kept sockets keep their poll (no connection refused), new ones start, the rest
   // close.
   std::vector<std::unique_ptr<Listener>> next;

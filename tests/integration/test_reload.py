@@ -343,6 +343,18 @@ class Reload(ReloadCase):
                         "the access log keeps its destination until a restart")
         self.assertFalse(os.path.exists(log2), "no new access log before a restart")
 
+    def test_fewer_workers_in_the_new_file_keeps_every_worker_serving(self):
+        # Regression (review): handlers sized their per-worker state by the new file's count
+        # while the running workers stayed; a worker past the new count crashed on its next
+        # static request.
+        self.start(self.cfg("a", server={"workers": "4"}))
+        self.sighup(self.cfg("b", server={"workers": "1"}))
+        for i in range(40):  # new connections land on every worker (SO_REUSEPORT)
+            r = self.get(f"/logo.svg?i={i}")
+            self.assertEqual(r.status, 200, r)
+        self.assertTrue(self.edge.running())
+        self.assertEqual(self.status_json()["workers"], 4)
+
     def test_admin_token_reloaded(self):
         self.start(self.cfg("a", token="first-token"))
         self.assertEqual(ops.http(self.edge.admin_port, "/metrics", token="first-token").status, 200)
@@ -380,6 +392,27 @@ class Listeners(ReloadCase):
         self.assertTrue(ops.wait_until(lambda: refuses(p2), 3), "the removed listener still accepts")
         self.assertEqual(self.gen(self.p1), "b", "the kept listener")
         self.assertEqual(ops.listening_ports(self.edge.proc.pid), {self.p1, p3, self.edge.admin_port})
+
+    def test_admin_and_public_ephemeral_listeners_never_swap(self):
+        # Regression (review): with the public and the admin listener both on 127.0.0.1:0, a
+        # reload adding a second public :0 gave it the admin's socket (and the reverse).
+        self.write(et.make_config(self.site, "off", server={"workers": "2"}, listen=["127.0.0.1:0"],
+                                  routes=ops.admin_toml("127.0.0.1:0") + ops.static_route(prefix="/")))
+        self.edge = ops.OpsEdge(self.conf, expect_hosts={"127.0.0.1"}, expect_count=1).start()
+        admin = self.edge.wait_admin()
+        public = self.edge.port
+        self.sighup(et.make_config(self.site, "off", server={"workers": "2"},
+                                   listen=["127.0.0.1:0", "127.0.0.1:0"],
+                                   routes=ops.admin_toml("127.0.0.1:0") + ops.static_route(prefix="/")))
+        r = ops.http(admin, "/metrics")
+        self.assertEqual(r.status, 200, "the admin socket still serves the admin routes")
+        self.assertIn(b"edge_http_requests_total", r.body)
+        r = self.get("/metrics", public)
+        self.assertNotIn(b"edge_http_requests_total", r.body, "the public socket never serves metrics")
+        self.sighup(et.make_config(self.site, "off", server={"workers": "2"}, listen=["127.0.0.1:0"],
+                                   routes=ops.admin_toml("127.0.0.1:0") + ops.static_route(prefix="/")))
+        self.assertEqual(ops.http(admin, "/metrics").status, 200)
+        self.assertNotIn(b"edge_http_requests_total", self.get("/metrics", public).body)
 
     def test_kept_listener_never_refuses_during_reloads(self):
         self.start(self.cfg("a"))
