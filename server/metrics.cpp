@@ -225,21 +225,22 @@ std::string Registry::prometheus(const Config& cfg) const {
     t.histogram(
         "edge_http_request_duration_seconds", "route", r.label, nullptr, {}, r,
         [](auto& x) -> auto& { return x.latency; });
-  t.family("edge_http_request_body_bytes_total", "counter", "Request body bytes by route.");
-  for (const auto& r : routes_)
-    t.sample("edge_http_request_body_bytes_total", {{"route", r.label}},
-             static_cast<double>(sum(
-                 r, [](auto& x) -> auto& { return x.body_in; })));
-  t.family("edge_http_response_bytes_total", "counter", "Response body bytes by route.");
-  for (const auto& r : routes_)
-    t.sample("edge_http_response_bytes_total", {{"route", r.label}},
-             static_cast<double>(sum(
-                 r, [](auto& x) -> auto& { return x.body_out; })));
-  t.family("edge_rate_limited_total", "counter", "Requests refused by a rate limit (429).");
-  for (const auto& r : routes_)
-    t.sample("edge_rate_limited_total", {{"route", r.label}},
-             static_cast<double>(sum(
-                 r, [](auto& x) -> auto& { return x.limited; })));
+  // A counter family with one sample per block of `blocks`, labelled `key`=its label.
+  auto per_block = [&t](const char* name, const char* help, const auto& blocks, const char* key,
+                        auto field) {
+    t.family(name, "counter", help);
+    for (const auto& b : blocks)
+      t.sample(name, {{key, b.label}}, static_cast<double>(sum(b, field)));
+  };
+  per_block(
+      "edge_http_request_body_bytes_total", "Request body bytes by route.", routes_, "route",
+      [](auto& x) -> auto& { return x.body_in; });
+  per_block(
+      "edge_http_response_bytes_total", "Response body bytes by route.", routes_, "route",
+      [](auto& x) -> auto& { return x.body_out; });
+  per_block(
+      "edge_rate_limited_total", "Requests refused by a rate limit (429).", routes_, "route",
+      [](auto& x) -> auto& { return x.limited; });
   t.family("edge_rate_limit_store_errors_total", "counter",
            "Rate-limit decisions the shared store (Redis) could not make.");
   t.sample("edge_rate_limit_store_errors_total", {},
@@ -255,32 +256,24 @@ std::string Registry::prometheus(const Config& cfg) const {
     t.sample("edge_connections_open", {{"listener", l.label}},
              static_cast<double>(opened > closed ? opened - closed : 0));
   }
-  t.family("edge_connections_accepted_total", "counter", "Client connections accepted.");
-  for (const auto& l : listeners_)
-    t.sample("edge_connections_accepted_total", {{"listener", l.label}},
-             static_cast<double>(sum(
-                 l, [](auto& x) -> auto& { return x.accepted; })));
+  per_block(
+      "edge_connections_accepted_total", "Client connections accepted.", listeners_, "listener",
+      [](auto& x) -> auto& { return x.accepted; });
   t.family("edge_connections_refused_total", "counter",
            "Connections closed at accept (max_conns_per_ip).");
   for (const auto& l : listeners_)
     t.sample("edge_connections_refused_total", {{"listener", l.label}, {"reason", "per_ip"}},
              static_cast<double>(sum(
                  l, [](auto& x) -> auto& { return x.refused_per_ip; })));
-  t.family("edge_tls_handshakes_total", "counter", "TLS handshakes completed.");
-  for (const auto& l : listeners_)
-    t.sample("edge_tls_handshakes_total", {{"listener", l.label}},
-             static_cast<double>(sum(
-                 l, [](auto& x) -> auto& { return x.tls_handshakes; })));
-  t.family("edge_tls_resumptions_total", "counter", "TLS handshakes that resumed a session.");
-  for (const auto& l : listeners_)
-    t.sample("edge_tls_resumptions_total", {{"listener", l.label}},
-             static_cast<double>(sum(
-                 l, [](auto& x) -> auto& { return x.tls_resumptions; })));
-  t.family("edge_tls_handshake_errors_total", "counter", "TLS handshakes that failed.");
-  for (const auto& l : listeners_)
-    t.sample("edge_tls_handshake_errors_total", {{"listener", l.label}},
-             static_cast<double>(sum(
-                 l, [](auto& x) -> auto& { return x.tls_errors; })));
+  per_block(
+      "edge_tls_handshakes_total", "TLS handshakes completed.", listeners_, "listener",
+      [](auto& x) -> auto& { return x.tls_handshakes; });
+  per_block(
+      "edge_tls_resumptions_total", "TLS handshakes that resumed a session.", listeners_,
+      "listener", [](auto& x) -> auto& { return x.tls_resumptions; });
+  per_block(
+      "edge_tls_handshake_errors_total", "TLS handshakes that failed.", listeners_, "listener",
+      [](auto& x) -> auto& { return x.tls_errors; });
 
   t.family("edge_cache_requests_total", "counter", "Requests to cached routes by cache result.");
   for (const auto& r : routes_) {
