@@ -16,6 +16,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config ccache libuv1-dev node-llhttp libssl-dev libtomlplusplus-dev \
       nlohmann-json3-dev libspdlog-dev libgtest-dev libbrotli-dev libzstd-dev zlib1g-dev libhiredis-dev \
+      libnghttp2-dev \
       python3 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -41,7 +42,7 @@ ENV DEBIAN_FRONTEND=noninteractive PATH=/opt/edge/bin:/usr/local/sbin:/usr/local
 # HTTPS upstreams verified against the system store.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libc6 libgcc-s1 libstdc++6 zlib1g libuv1 libssl3 libbrotli1 libzstd1 libhiredis0.14 \
+      libc6 libgcc-s1 libstdc++6 zlib1g libuv1 libssl3 libbrotli1 libzstd1 libhiredis0.14 libnghttp2-14 \
       libtomlplusplus3 libspdlog1.10 libfmt9 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 edge \

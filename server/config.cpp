@@ -204,6 +204,8 @@ class Loader {
          "ciphersuites", "groups", "session_timeout", "ticket_key_lifetime", "session_cache_size"});
     tls::TlsOptions& o = l.tls_options;
     l.tls_line = line_of(n);
+    o.alpn = l.http2 ? std::vector<std::string>{"h2", "http/1.1"}
+                     : std::vector<std::string>{"http/1.1"};
     std::vector<std::pair<std::string, int>> file_lines;  // to point a file's error at its line
     auto cert_from = [&](const toml::table& c, int line) {
       tls::CertConfig cc;
@@ -303,7 +305,14 @@ class Loader {
 
   ListenConfig load_listen(const toml::table& t) const {
     check_keys(t, "[[listen]]",
-               {"address", "https_redirect", "https_port", "tls", "max_conns_per_ip"});
+               {"address", "https_redirect", "https_port", "tls", "max_conns_per_ip", "http2",
+                "h2c"});
+    if (auto* h = t.get("http2")) l.http2 = boolean(*h, "http2");
+    if (auto* h = t.get("h2c")) {
+      l.h2c = boolean(*h, "h2c");
+      if (l.h2c && t.contains("tls"))
+        fail(*h, "h2c is HTTP/2 without TLS; a TLS listener offers HTTP/2 by ALPN (http2)");
+    }
     ListenConfig l;
     l.line = line_of(t);
     if (auto* r = t.get("https_redirect")) l.https_redirect = boolean(*r, "https_redirect");
@@ -793,6 +802,33 @@ class Loader {
       size_out = size(*n, "size");
       if (size_out < (1u << 20)) fail(*n, "cache size must be at least 1m");
     }
+  }
+
+  void load_http2(const toml::table& t, Http2Config& h) const {
+    check_keys(t, "[http2]",
+               {"max_concurrent_streams", "initial_window_size", "connection_window",
+                "reset_burst", "reset_rate"});
+    auto count = [&](const char* key, std::uint32_t& out, std::uint64_t lo, std::uint64_t hi) {
+      auto* n = t.get(key);
+      if (!n) return;
+      if (!n->is_integer() || *n->value<long long>() < static_cast<long long>(lo) ||
+          *n->value<long long>() > static_cast<long long>(hi))
+        fail(*n, std::string(key) + " must be an integer between " + std::to_string(lo) +
+                     " and " + std::to_string(hi));
+      out = static_cast<std::uint32_t>(*n->value<long long>());
+    };
+    auto window = [&](const char* key, std::uint32_t& out) {
+      auto* n = t.get(key);
+      if (!n) return;
+      std::uint64_t v = size(*n, key);
+      if (v < 65535 || v > 0x7fffffff) fail(*n, std::string(key) + " must be 65535 bytes to 2g");
+      out = static_cast<std::uint32_t>(v);
+    };
+    count("max_concurrent_streams", h.max_concurrent_streams, 1, 10000);
+    window("initial_window_size", h.initial_window_size);
+    window("connection_window", h.connection_window);
+    count("reset_burst", h.reset_burst, 1, 100000);
+    count("reset_rate", h.reset_rate, 1, 100000);
   }
 
   std::shared_ptr<http::UpstreamPool> load_upstream(const toml::table& t) const {
@@ -1314,7 +1350,11 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   L.previous = previous;
   L.check_keys(root, "the top level",
                {"server", "log", "listen", "route", "security_headers", "upstream", "rate_limit",
-                "cache", "admin"});
+                "cache", "admin", "http2"});
+  if (auto* n = root.get("http2")) {
+    if (!n->is_table()) L.fail(*n, "http2 must be a table: [http2]");
+    L.load_http2(*n->as_table(), cfg->http2);
+  }
   {
     std::size_t cache_size = 64u << 20;
     if (auto* n = root.get("cache")) {

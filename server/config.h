@@ -41,6 +41,8 @@ struct ListenConfig {
   int https_port = 443;
   unsigned max_conns_per_ip = 0;  // concurrent connections per client address (0: no limit)
   bool admin = false;             // the [admin] listener: served by Config::admin_routes
+  bool http2 = true;              // TLS: offer "h2" by ALPN
+  bool h2c = false;               // plain: HTTP/2 with prior knowledge (the client's preface)
   http::metrics::ListenerStats* stats = nullptr;
 };
 
@@ -58,6 +60,15 @@ struct ServerConfig {
   std::string pid_file;            // written at start, removed at stop (edge --reload reads it)
 };
 
+// [http2]: the HTTP/2 codec's settings (every listener that speaks it).
+struct Http2Config {
+  std::uint32_t max_concurrent_streams = 128;
+  std::uint32_t initial_window_size = 256 * 1024;  // per stream, for request bodies
+  std::uint32_t connection_window = 1024 * 1024;   // all streams of a connection together
+  std::uint32_t reset_burst = 1000;                // RST_STREAMs a client may send at once,
+  std::uint32_t reset_rate = 33;                   // then per second (rapid reset)
+};
+
 struct LogConfig {
   std::string access = "stdout";  // stdout | stderr | off | path
   std::string error = "stderr";   // stderr | stdout | path
@@ -67,6 +78,7 @@ struct LogConfig {
 struct Config {
   std::string path;  // the file it came from
   ServerConfig server;
+  Http2Config http2;
   LogConfig log;
   std::vector<ListenConfig> listeners;
   routes::SecurityPolicy security;

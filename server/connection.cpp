@@ -25,6 +25,7 @@
 #include "server/http/path.h"
 #include "server/http/status.h"
 #include "server/metrics.h"
+#include "server/request_stage.h"
 #include "server/worker.h"
 
 namespace edge {
@@ -34,16 +35,6 @@ constexpr std::size_t kCopyBodyMax = 32 * 1024;    // bodies up to this are copi
 constexpr std::size_t kOutHighWater = 256 * 1024;  // stop taking pipelined requests above this
 constexpr std::uint64_t kLingerMs = 2000;
 constexpr std::string_view kTextPlain = "text/plain; charset=utf-8";
-
-bool request_id_ok(std::string_view id) {
-  if (id.empty() || id.size() > 128) return false;
-  for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -146,6 +137,7 @@ void Connection::close() {
   if (proxy_) proxy_->abort();
   if (limit_ticket_) limit_ticket_->waiter = nullptr;  // its reply finds nobody
   limit_ticket_ = nullptr;
+  h2_.reset();  // its streams drop their upstreams, rate-limit tickets and cache waits
   if (counted_) cfg_->conns_per_ip->release(http::IpAddress::from(peer_));
   counted_ = false;
   proxying_ = streaming_ = false;
@@ -167,12 +159,33 @@ void Connection::on_close(uv_handle_t* h) {
 
 void Connection::close_when_idle() {
   close_when_idle_ = true;
+  if (phase_ == Phase::kH2) {  // GOAWAY: the open streams finish, no new ones
+    h2_->shutdown();
+    if (!processing_) h2_pump();
+    return;
+  }
   bool idle = phase_ == Phase::kHead && !head_started_ && start_ == end_ && !output_pending();
   if (idle) close();
 }
 
 void Connection::check_timeout(std::uint64_t now_ms) {
   if (phase_ == Phase::kClosed || deadline_ms_ == 0 || now_ms < deadline_ms_) return;
+  if (phase_ == Phase::kH2) {
+    deadline_ms_ = 0;
+    if (output_pending()) {  // the client reads nothing of what is queued
+      close();
+      return;
+    }
+    // Idle past keepalive_timeout: GOAWAY and close. Streams stalled on a window the client
+    // never opens (zero-window stall) for send_timeout: the same, with an error code.
+    if (h2_->open_streams() == 0)
+      h2_->shutdown();
+    else
+      h2_->terminate(NGHTTP2_ENHANCE_YOUR_CALM);
+    h2_failed_ = true;
+    h2_pump();
+    return;
+  }
   if (phase_ == Phase::kCacheWait) {  // waited long enough: fetch it ourselves
     w_.cache_unwait(ex_->forward.cache_key, this);
     ex_->cache_waited = true;
@@ -590,52 +603,20 @@ bool Connection::parse_head(std::size_t head_len) {
     req.host = rest.substr(0, slash);
     target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
   }
-  // Host without port; "[::1]:8080" keeps its brackets.
-  std::string_view host = http::trim_ows(req.host);
-  if (!host.empty() && host.front() != '[') {
-    std::size_t colon = host.rfind(':');
-    if (colon != std::string_view::npos) host = host.substr(0, colon);
-  } else if (!host.empty()) {
-    std::size_t close = host.find(']');
-    if (close != std::string_view::npos) host = host.substr(0, close + 1);
-  }
-  req.host = host;
-  std::string_view path, query;
-  http::split_target(target, path, query);
-  req.raw_path = path;
-  req.query = query;
-  resolve_client_ip();
-  std::string_view rid = req.headers.get("X-Request-Id");
-  if (request_id_ok(rid)) {
-    req.request_id = rid;
-  } else {
-    w_.make_request_id(request_id_);
-    req.request_id = std::string_view(request_id_, 16);
-  }
   const ListenConfig& lc = cfg_->listeners[listener_];
-  if (lc.https_redirect && !lc.admin && !req.tls && path != "/health") {
-    redirect_to_https(lc.https_port);
-    return false;
-  }
-  if (http::normalize_path(path, ex.path_buf) != http::PathError::kOk) {
-    respond_error(400, true);
-    return false;
-  }
-  req.path = ex.path_buf;
-  bool bad_rewrite = false;
-  route_ = (lc.admin ? cfg_->admin_routes : cfg_->routes).match(ex, bad_rewrite);
-  if (bad_rewrite) {
-    respond_error(400, true);
-    return false;
-  }
-  if (req.has_body) {
-    std::uint64_t limit = route_ ? route_->max_body : 0;
-    if (limit == 0 || req.content_length > limit) {
-      respond_error(413, true);
+  Staged st = stage_request(w_, *cfg_, lc, ex, target, peer_, request_id_);
+  switch (st.kind) {
+    case Staged::Kind::kRedirect:
+      redirect_to_https(st.status);
       return false;
-    }
-    // (100 Continue goes out in after_head: only once a rate limit, if any, allowed it)
+    case Staged::Kind::kError:
+      respond_error(st.status, true);
+      return false;
+    case Staged::Kind::kRoute:
+      break;
   }
+  route_ = st.route;
+  // (100 Continue goes out in after_head: only once a rate limit, if any, allowed it)
   return true;
 }
 
@@ -646,6 +627,11 @@ void Connection::process() {
     explicit Guard(bool& f) : flag(f), was(f) { f = true; }
     ~Guard() { flag = was; }
   } guard(processing_);
+  if (phase_ == Phase::kH2) {
+    process_h2();
+    return;
+  }
+  if (!h2_checked_ && phase_ == Phase::kHead && maybe_h2()) return;
   while (phase_ == Phase::kHead || phase_ == Phase::kBody || phase_ == Phase::kTunnel) {
     if (body_.kind != http::Body::Kind::kNone || out_.size() - out_off_ > kOutHighWater) {
       if (!flush()) break;
@@ -754,18 +740,7 @@ void Connection::respond_error(int status, bool close_after) {
     ex.started = std::chrono::steady_clock::now();
     ex.now = std::time(nullptr);
   }
-  ex.resp.reset();
-  http::Response& r = ex.resp;
-  r.status = status;
-  r.content_type = kTextPlain;
-  ex.scratch.clear();
-  http::append_number(ex.scratch, static_cast<std::uint64_t>(status));
-  ex.scratch.push_back(' ');
-  ex.scratch.append(http::reason_phrase(status));
-  ex.scratch.push_back('\n');
-  r.body.kind = http::Body::Kind::kMemory;
-  r.body.data = ex.scratch;
-  r.cache_control = "no-store";
+  error_page(ex, status);
   if (close_after) {
     closing_ = true;
     keep_alive_ = false;
@@ -776,26 +751,11 @@ void Connection::respond_error(int status, bool close_after) {
 
 void Connection::redirect_to_https(int port) {
   http::Exchange& ex = *ex_;
-  http::Request& req = ex.req;
-  std::string_view host = req.host;
-  bool host_ok = !host.empty() && host.size() <= 255;
-  for (char c : host)
-    host_ok =
-        host_ok && ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '-' || c == ':' || c == '[' || c == ']');
-  if (!host_ok) {
-    respond_error(400, req.has_body);  // an unread body must not be taken for the next request
+  if (!https_redirect(ex, port)) {
+    respond_error(400, ex.req.has_body);  // an unread body must not be taken for the next request
     return;
   }
-  // 301 for GET/HEAD (what every client follows); 308 keeps the method and body of the rest.
-  bool safe = req.method == http::Method::kGet || req.method == http::Method::kHead;
-  ex.resp.reset();
-  ex.scratch2.assign("https://").append(host);
-  if (port != 443) ex.scratch2.append(":").append(std::to_string(port));
-  ex.scratch2.append(req.raw_path.empty() ? std::string_view("/") : req.raw_path);
-  if (!req.query.empty()) ex.scratch2.append("?").append(req.query);
-  ex.set_static(safe ? 301 : 308, kTextPlain, "Redirecting to HTTPS\n");
-  ex.resp.location = ex.scratch2;
+  const http::Request& req = ex.req;
   // A body we will not read makes the connection unusable for the next request.
   if (req.has_body) closing_ = true;
   route_ = nullptr;
@@ -908,38 +868,11 @@ void Connection::finish_response() {
 }
 
 void Connection::log_exchange(int status, std::uint64_t bytes) {
-  auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                                  ex_->started)
-                .count();
-  auto cache = http::metrics::CacheResult::kNone;
-  if (route_ && route_->cached) cache = routes::cache_result(ex_->resp);
-  http::metrics::RouteStats* rs = route_ ? route_->stats : w_.unrouted();
-  if (rs) {  // (admin routes are not counted)
-    auto& c = rs->at(w_.id());
-    c.by_class[http::metrics::status_class(status)].add();
-    c.latency.observe(static_cast<std::uint64_t>(us));
-    c.body_in.add(body_seen_);
-    c.body_out.add(bytes);
-    if (ex_->limit_outcome == 2) c.limited.add();
-    if (cache != http::metrics::CacheResult::kNone) c.cache[static_cast<int>(cache)].add();
-  }
-  AccessLog& log = w_.access_log();
-  if (!log.enabled()) return;
-  log.record(*ex_, route_ ? std::string_view(route_->label) : std::string_view("-"), status, bytes,
-             static_cast<double>(us) / 1000.0, cache);
+  record_exchange(w_, route_, *ex_, status, bytes, body_seen_);
 }
 
 void Connection::release_exchange() {
-  if (!ex_) return;
-  ex_->forward.reset();
-  ex_->extra_headers.clear();
-  ex_->cache_waited = false;
-  ex_->upstream = nullptr;
-  ex_->upstream_us = -1;
-  ex_->limit_outcome = 0;
-  ex_->req.reset();
-  ex_->resp.reset();
-  w_.give_exchange(std::move(ex_));
+  edge::release_exchange(w_, std::move(ex_));
 }
 
 bool Connection::flush() {
@@ -1091,7 +1024,9 @@ bool Connection::flush_tls() {
     }
     wrote = true;
   }
-  if (!output_pending() && phase_ == Phase::kHead && start_ == end_) tls_->release_buffers();
+  if (!output_pending() && start_ == end_ &&
+      (phase_ == Phase::kHead || (phase_ == Phase::kH2 && h2_->open_streams() == 0)))
+    tls_->release_buffers();
   // Handshake bytes and session tickets are not a response: a client that completed the
   // handshake still has header_timeout (from the accept) to send its request.
   if (wrote && phase_ == Phase::kHead && answered_ && !output_pending()) await_next_request();
@@ -1115,19 +1050,6 @@ void Connection::start_linger() {
 }
 
 // ---- Proxied exchanges ----------------------------------------------------------------------
-
-void Connection::resolve_client_ip() {
-  const Config& cfg = *cfg_;
-  http::Request& req = ex_->req;
-  if (cfg.server.trusted_proxies.empty()) return;
-  req.peer_trusted = cfg.server.trusted_proxies.contains(http::IpAddress::from(peer_));
-  if (!req.peer_trusted) return;
-  std::string_view ip =
-      http::forwarded_client(req.headers, cfg.server.trusted_proxies, ex_->scratch);
-  if (ip.empty()) return;
-  ex_->ip_buf.assign(ip);
-  req.client_ip = ex_->ip_buf;
-}
 
 void Connection::start_proxy() {
   http::Exchange& ex = *ex_;
@@ -1296,87 +1218,24 @@ void Connection::after_head() {
   }
 }
 
-bool Connection::limit_keys() {
-  const Config& cfg = *cfg_;
-  const auto& limits = route_->limits;
-  std::vector<std::string>& keys = w_.limit_keys();
-  if (keys.size() < limits.size()) keys.resize(limits.size());
-  for (std::size_t i = 0; i < limits.size(); ++i) {
-    keys[i].clear();
-    if (!routes::limit_key(limits[i], cfg.rate_limit, ex_->req, keys[i])) return false;
-  }
-  return true;
-}
-
 bool Connection::check_limits() {
-  if (!limit_keys()) return true;  // allowlisted
-  const Config& cfg = *cfg_;
-  if (cfg.rate_limit.store == routes::RateLimitSettings::Store::kRedis) {
-    RedisLimiter* redis = w_.redis();
-    if (redis && redis->usable()) {
-      limit_ticket_ = redis->decide(route_->limits, w_.limit_keys(), this);
-      if (limit_ticket_) {
-        phase_ = Phase::kLimit;
-        deadline_ms_ = 0;
-        return false;
-      }
-    }
-    return store_failed();  // Redis is down
-  }
-  return limits_locally();
+  return limits_go(decide_limits(w_, *cfg_, *ex_, *route_, this, limit_ticket_));
 }
 
-bool Connection::store_failed() {
-  metrics::registry().process().at(w_.id()).rate_limit_store_errors.add();
-  switch (cfg_->rate_limit.on_store_error) {
-    case routes::RateLimitSettings::OnError::kAllow:
-      ex_->limit_outcome = 1;
+bool Connection::limits_go(LimitVerdict v) {
+  switch (v) {
+    case LimitVerdict::kGo:
       return true;
-    case routes::RateLimitSettings::OnError::kDeny:
-      routes::proxy_error(*ex_, 503);
-      if (!message_done_) closing_ = true;
+    case LimitVerdict::kWait:
+      phase_ = Phase::kLimit;
+      deadline_ms_ = 0;
+      return false;
+    case LimitVerdict::kAnswered:
+      if (!message_done_) closing_ = true;  // the body is not read
       finish_response();
       return false;
-    case routes::RateLimitSettings::OnError::kLocal:
-      break;
   }
-  return limits_locally();
-}
-
-bool Connection::limits_locally() {
-  routes::LimitResult res[16];
-  bool allowed = cfg_->limiter->decide(route_->limits, w_.limit_keys(), routes::now_us(), res);
-  return apply_limits(allowed, res);
-}
-
-bool Connection::apply_limits(bool allowed, const routes::LimitResult* res) {
-  const Config& cfg = *cfg_;
-  const auto& limits = route_->limits;
-  // Allowed: the limit with the fewest left. Refused: the refusing one with the longest wait (a
-  // Retry-After from a short burst limit would send the client back too early).
-  std::size_t pick = 0, n = std::min<std::size_t>(limits.size(), 16);
-  if (allowed) {
-    for (std::size_t i = 1; i < n; ++i)
-      if (res[i].remaining < res[pick].remaining) pick = i;
-  } else {
-    bool found = false;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (!res[i].allowed && (!found || res[i].wait_us > res[pick].wait_us)) {
-        pick = i;
-        found = true;
-      }
-    }
-  }
-  ex_->limit_outcome = allowed ? 1 : 2;
-  if (!allowed) {
-    routes::refuse(*ex_, cfg.rate_limit, limits[pick], res[pick]);
-    if (!message_done_) closing_ = true;  // the body is not read
-    finish_response();
-    return false;
-  }
-  if (cfg.rate_limit.headers)
-    routes::append_limit_headers(limits[pick], res[pick], ex_->extra_headers);
-  return true;
+  return false;
 }
 
 void Connection::limit_decided(bool ok, bool allowed, const routes::LimitResult* results) {
@@ -1384,16 +1243,107 @@ void Connection::limit_decided(bool ok, bool allowed, const routes::LimitResult*
   if (phase_ != Phase::kLimit) return;
   phase_ = Phase::kHead;
   expire_in(cfg_->server.header_timeout);  // the body, if any, has this long again
-  bool go_on;
-  if (ok) {
-    go_on = apply_limits(allowed, results);
-  } else {
-    // The store failed this request (down, slow, an error): the policy, as when it is known
-    // down. The keys again first: other connections used the worker's scratch meanwhile.
-    go_on = !limit_keys() || store_failed();
-  }
+  bool go_on = limits_go(limits_replied(w_, *cfg_, *ex_, *route_, ok, allowed, results));
   if (go_on && phase_ == Phase::kHead) after_head();
   if (!processing_ && phase_ != Phase::kClosed) process();
+}
+
+// ---- HTTP/2 --------------------------------------------------------------------------------
+
+bool Connection::maybe_h2() {
+  if (tls_) {
+    if (!tls_->handshake_done()) return false;
+    h2_checked_ = true;
+    if (tls_->alpn() != "h2") return false;
+  } else {
+    if (!cfg_->listeners[listener_].h2c) {
+      h2_checked_ = true;
+      return false;
+    }
+    // HTTP/2 with prior knowledge starts with the client's preface; anything else is HTTP/1.1.
+    static constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    if (start_ == end_) return false;
+    std::string_view got(buf_.get() + start_, end_ - start_);
+    if (got.size() < kPreface.size() && kPreface.starts_with(got)) {
+      update_poll();  // the rest of the preface
+      return true;
+    }
+    h2_checked_ = true;
+    if (!got.starts_with(kPreface)) return false;
+  }
+  phase_ = Phase::kH2;
+  head_started_ = false;
+  h2_ = std::make_unique<Http2Session>(w_, *this);
+  process_h2();
+  return true;
+}
+
+void Connection::process_h2() {
+  bool ok = true;
+  if (tls_) {
+    for (;;) {
+      std::string_view v = tls_->pending_plain();
+      if (v.empty()) break;
+      ok = h2_->receive(v.data(), v.size());
+      tls_->consume_plain(v.size());
+      if (!ok) break;
+    }
+  } else if (buf_ && start_ < end_) {
+    ok = h2_->receive(buf_.get() + start_, end_ - start_);
+    start_ = end_ = 0;
+  }
+  if (!ok) h2_failed_ = true;
+  if (phase_ != Phase::kH2) return;
+  if (buf_ && start_ == end_) {
+    if (!big_buf_) w_.give_buffer(std::move(buf_));
+    buf_.reset();
+    start_ = end_ = 0;
+  }
+  h2_pump();
+}
+
+void Connection::h2_pump() {
+  if (phase_ != Phase::kH2) return;
+  struct Guard {
+    bool& flag;
+    bool was;
+    explicit Guard(bool& f) : flag(f), was(f) { f = true; }
+    ~Guard() { flag = was; }
+  } guard(processing_);
+  for (int round = 0; round < 64; ++round) {
+    if (out_.capacity() < 1024) w_.take_output(out_);
+    h2_->produce(out_, kOutHighWater);
+    if (!output_pending()) break;
+    if (!flush()) {  // the socket is full (on_writable goes on), or the connection closed
+      if (phase_ != Phase::kClosed) update_poll();
+      return;
+    }
+    if (phase_ != Phase::kH2) return;
+    if (!h2_->wants_write()) break;
+  }
+  if (h2_failed_ || h2_->done()) {
+    start_linger();  // (what the client still sends is drained, so it reads our GOAWAY)
+    return;
+  }
+  const ServerConfig& sc = cfg_->server;
+  if (h2_->open_streams() == 0)
+    expire_in(sc.keepalive_timeout);
+  else if (h2_->blocked())
+    expire_in(sc.send_timeout);
+  else
+    deadline_ms_ = 0;
+  if (out_.empty() && out_.capacity()) w_.give_output(out_);
+  update_poll();
+}
+
+const std::shared_ptr<const Config>& Connection::h2_config() {
+  refresh_config();
+  if (close_when_idle_ && h2_) h2_->shutdown();  // its listener is gone: this stream is the last
+  return cfg_;
+}
+
+void Connection::h2_wake() {
+  if (!processing_ && phase_ == Phase::kH2) h2_pump();
 }
 
 }  // namespace edge

@@ -12,9 +12,12 @@
 
 #include "server/config.h"
 #include "server/http/exchange.h"
+#include "server/http2_session.h"
 #include "server/http/metrics.h"
 #include "server/proxy_session.h"
 #include "server/redis_limiter.h"
+#include "server/request_stage.h"
+#include "server/worker.h"
 #include "tls/tls_transport.h"
 
 namespace edge {
@@ -24,14 +27,17 @@ namespace routes {
 struct Route;
 }
 
-class Connection : public ProxyClient, public LimitWaiter {
+class Connection : public ProxyClient,
+                   public LimitWaiter,
+                   public CacheWaiter,
+                   private Http2Host {
  public:
   Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener);
   void start();
   // Stops reading and closes once idle (graceful stop); closes at once when idle now.
   void close_when_idle();
   void close();        // immediate
-  void cache_ready();  // the fetch this request waited for ended: look in the cache again
+  void cache_ready() override;  // the fetch this request waited for ended: look in the cache
   // Timeout check from the worker's sweep.
   void check_timeout(std::uint64_t now_ms);
 
@@ -50,6 +56,7 @@ class Connection : public ProxyClient, public LimitWaiter {
     kTunnel,
     kLimit,
     kCacheWait,
+    kH2,  // HTTP/2 (ALPN h2, or h2c's preface): h2_ runs the streams
     kLinger,
     kClosed
   };
@@ -101,12 +108,8 @@ class Connection : public ProxyClient, public LimitWaiter {
   void start_proxy();
   void after_head();    // the head is accepted: dispatch, or read the body first
   bool check_limits();  // true: go on now; false: answered (429/503) or waiting (kLimit)
-  bool apply_limits(bool allowed, const routes::LimitResult* results);
-  bool limit_keys();      // this request's keys into the worker's scratch; false: allowlisted
-  bool store_failed();    // the [rate_limit] on_store_error policy for this request
-  bool limits_locally();  // decided by the local counters with the keys in the scratch
+  bool limits_go(LimitVerdict v);  // the rate-limit verdict applied to this connection
   bool reading_paused() const;
-  void resolve_client_ip();
   void log_exchange(int status, std::uint64_t bytes);
   void respond_error(int status, bool close_after);
   void redirect_to_https(int port);
@@ -119,6 +122,20 @@ class Connection : public ProxyClient, public LimitWaiter {
   void release_exchange();
 
   void refresh_config();  // between requests: adopt a reloaded config
+
+  // HTTP/2.
+  bool maybe_h2();    // true: this connection speaks HTTP/2 now (or waits for h2c's preface)
+  void process_h2();  // the client's bytes into the session, then h2_pump()
+  void h2_pump();     // frames out until nothing is left or the socket is full
+  const std::shared_ptr<const Config>& h2_config() override;
+  const ListenConfig& h2_listener() override { return cfg_->listeners[listener_]; }
+  const sockaddr_storage& h2_peer() const override { return peer_; }
+  const char* h2_client_ip() const override { return client_ip_; }
+  bool h2_tls() const override { return tls_ != nullptr; }
+  void h2_wake() override;
+  std::unique_ptr<Http2Session> h2_;
+  bool h2_checked_ = false;  // the protocol was chosen
+  bool h2_failed_ = false;   // a connection error: send what is queued (GOAWAY), then close
 
   Worker& w_;
   std::shared_ptr<const Config> cfg_;  // the snapshot this connection's exchange uses

@@ -334,7 +334,7 @@ void Worker::maybe_finish() {
   uv_close(reinterpret_cast<uv_handle_t*>(&reload_async_), nullptr);
 }
 
-void Worker::cache_wait(const std::string& key, Connection* c) {
+void Worker::cache_wait(const std::string& key, CacheWaiter* c) {
   cache_waiters_[key].push_back(c);
 }
 
@@ -353,7 +353,7 @@ void Worker::unlink_refresh(BackgroundRefresh* r) {
   r->prev = r->next = nullptr;
 }
 
-void Worker::cache_unwait(const std::string& key, Connection* c) {
+void Worker::cache_unwait(const std::string& key, CacheWaiter* c) {
   auto it = cache_waiters_.find(key);
   if (it == cache_waiters_.end()) return;
   std::erase(it->second, c);
@@ -369,9 +369,9 @@ void Worker::cache_wake() {
   for (const std::string& k : keys) {
     auto it = cache_waiters_.find(k);
     if (it == cache_waiters_.end()) continue;
-    std::vector<Connection*> waiting = std::move(it->second);
+    std::vector<CacheWaiter*> waiting = std::move(it->second);
     cache_waiters_.erase(it);
-    for (Connection* c : waiting) c->cache_ready();
+    for (CacheWaiter* c : waiting) c->cache_ready();
   }
 }
 

@@ -22,6 +22,14 @@ namespace edge {
 
 class Connection;
 
+// A request parked until another request's fetch of its cache key ends (coalescing): an HTTP/1.1
+// connection or an HTTP/2 stream.
+class CacheWaiter {
+ public:
+  virtual ~CacheWaiter() = default;
+  virtual void cache_ready() = 0;  // look in the cache again
+};
+
 class Worker : public http::Scheduler {
  public:
   Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<AccessLogSink> sink,
@@ -50,8 +58,8 @@ class Worker : public http::Scheduler {
   std::vector<std::string>& limit_keys() { return limit_keys_; }  // scratch for one decision
   http::metrics::RouteStats* unrouted() { return unrouted_; }     // requests no route took
   // Requests parked until another request's fetch of their cache key ends (coalescing).
-  void cache_wait(const std::string& key, Connection* c);
-  void cache_unwait(const std::string& key, Connection* c);
+  void cache_wait(const std::string& key, CacheWaiter* c);
+  void cache_unwait(const std::string& key, CacheWaiter* c);
   void link_refresh(class BackgroundRefresh* r);
   void unlink_refresh(class BackgroundRefresh* r);
   std::uint64_t now_ms() const { return uv_now(const_cast<uv_loop_t*>(&loop_)); }
@@ -126,7 +134,7 @@ class Worker : public http::Scheduler {
   std::unique_ptr<RedisLimiter> redis_;
   std::vector<std::string> limit_keys_;
   http::metrics::RouteStats* unrouted_ = nullptr;
-  std::unordered_map<std::string, std::vector<Connection*>> cache_waiters_;
+  std::unordered_map<std::string, std::vector<CacheWaiter*>> cache_waiters_;
   uv_async_t cache_async_{};  // another thread's fetch ended: keys in cache_done_
   std::mutex cache_mu_;
   std::vector<std::string> cache_done_;
