@@ -307,14 +307,14 @@ class Loader {
     check_keys(t, "[[listen]]",
                {"address", "https_redirect", "https_port", "tls", "max_conns_per_ip", "http2",
                 "h2c"});
+    ListenConfig l;
+    l.line = line_of(t);
     if (auto* h = t.get("http2")) l.http2 = boolean(*h, "http2");
     if (auto* h = t.get("h2c")) {
       l.h2c = boolean(*h, "h2c");
       if (l.h2c && t.contains("tls"))
         fail(*h, "h2c is HTTP/2 without TLS; a TLS listener offers HTTP/2 by ALPN (http2)");
     }
-    ListenConfig l;
-    l.line = line_of(t);
     if (auto* r = t.get("https_redirect")) l.https_redirect = boolean(*r, "https_redirect");
     if (auto* m = t.get("max_conns_per_ip")) {
       if (!m->is_integer() || *m->value<long long>() < 0 || *m->value<long long>() > 1000000)

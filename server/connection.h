@@ -30,7 +30,7 @@ struct Route;
 class Connection : public ProxyClient,
                    public LimitWaiter,
                    public CacheWaiter,
-                   private Http2Host {
+                   public Http2Host {
  public:
   Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener);
   void start();
