@@ -138,6 +138,8 @@ void Connection::close() {
   if (limit_ticket_) limit_ticket_->waiter = nullptr;  // its reply finds nobody
   limit_ticket_ = nullptr;
   h2_.reset();  // its streams drop their upstreams, rate-limit tickets and cache waits
+  if (wake_queued_) w_.cancel_wake(this);
+  wake_queued_ = false;
   if (counted_) cfg_->conns_per_ip->release(http::IpAddress::from(peer_));
   counted_ = false;
   proxying_ = streaming_ = false;
@@ -1343,7 +1345,15 @@ const std::shared_ptr<const Config>& Connection::h2_config() {
 }
 
 void Connection::h2_wake() {
-  if (!processing_ && phase_ == Phase::kH2) h2_pump();
+  // Never from inside the caller (a proxy session, a stream): the pump may end and free streams.
+  if (wake_queued_ || phase_ != Phase::kH2) return;
+  wake_queued_ = true;
+  w_.defer_wake(this);
+}
+
+void Connection::run_wake() {
+  wake_queued_ = false;
+  if (phase_ == Phase::kH2 && !processing_) h2_pump();
 }
 
 }  // namespace edge

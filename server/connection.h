@@ -40,6 +40,7 @@ class Connection : public ProxyClient,
   void cache_ready() override;  // the fetch this request waited for ended: look in the cache
   // Timeout check from the worker's sweep.
   void check_timeout(std::uint64_t now_ms);
+  void run_wake();  // the worker's deferred h2_wake()
 
   Connection* prev = nullptr;
   Connection* next = nullptr;
@@ -136,6 +137,7 @@ class Connection : public ProxyClient,
   std::unique_ptr<Http2Session> h2_;
   bool h2_checked_ = false;  // the protocol was chosen
   bool h2_failed_ = false;   // a connection error: send what is queued (GOAWAY), then close
+  bool wake_queued_ = false;
 
   Worker& w_;
   std::shared_ptr<const Config> cfg_;  // the snapshot this connection's exchange uses

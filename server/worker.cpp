@@ -100,7 +100,9 @@ void Worker::run() {
   if (health_) health_->start();
   if (redis_) redis_->start();
   uv_prepare_start(&flush_prepare_, [](uv_prepare_t* p) {
-    static_cast<Worker*>(p->loop->data)->access_log_.flush();
+    auto* w = static_cast<Worker*>(p->loop->data);
+    w->run_wakes();
+    w->access_log_.flush();
   });
   for (auto& l : listeners_) {
     uv_poll_init(&loop_, &l->poll, l->fd);
@@ -251,6 +253,23 @@ void Worker::apply_reload() {
     retired_health_.emplace_back(std::move(health_), uv_now(&loop_));
     health_ = std::make_unique<HealthChecker>(*this);
     health_->start();
+  }
+}
+
+void Worker::defer_wake(Connection* c) {
+  wakes_.push_back(c);
+}
+
+void Worker::cancel_wake(Connection* c) {
+  std::erase(wakes_, c);
+}
+
+void Worker::run_wakes() {
+  // (a connection that closes meanwhile stays allocated until its close callback, a later turn)
+  while (!wakes_.empty()) {
+    std::vector<Connection*> batch;
+    batch.swap(wakes_);
+    for (Connection* c : batch) c->run_wake();
   }
 }
 

@@ -97,6 +97,10 @@ class Worker : public http::Scheduler {
 
   void link(Connection* c);
   void unlink(Connection* c);
+  // A connection with output to produce outside the callback that asked (HTTP/2 streams fed by
+  // upstreams): run once before the loop waits again.
+  void defer_wake(Connection* c);
+  void cancel_wake(Connection* c);
 
  private:
   struct Listener {
@@ -106,6 +110,7 @@ class Worker : public http::Scheduler {
     uv_poll_t poll;
   };
   void run();
+  void run_wakes();
   void on_accept(Listener& l);
   void start_accepting(Listener& l);
   void apply_reload();
@@ -142,6 +147,7 @@ class Worker : public http::Scheduler {
   class BackgroundRefresh* refreshes_ = nullptr;  // intrusive list
   std::unique_ptr<class HealthChecker> health_;   // worker 0 runs the active checks
   Connection* conns_ = nullptr;                   // intrusive list
+  std::vector<Connection*> wakes_;
   std::size_t conn_count_ = 0;
   std::vector<std::unique_ptr<char[]>> buffers_;
   std::vector<std::unique_ptr<http::Exchange>> exchanges_;
