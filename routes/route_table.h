@@ -28,8 +28,9 @@ struct Route {
   std::optional<std::regex> regex;
   std::optional<std::string> rewrite;  // with $0..$9
   std::unique_ptr<http::Handler> handler;
-  RouteSecurity security;     // the route's headers, removals and CSP changes
-  HeaderPairs headers_plain;  // everything added to each response, security preset included
+  RouteSecurity security;        // the route's headers, removals and CSP changes
+  HeaderPairs headers_plain;     // everything added to each response, security preset included
+  HeaderPairs h2_plain, h2_tls;  // the same with lower-case names (HTTP/2)
   HeaderPairs headers_tls;
   std::uint64_t max_body = 0;
   std::vector<RateLimit> limits;  // all must allow (rate_limit)

@@ -204,8 +204,8 @@ class Loader {
          "ciphersuites", "groups", "session_timeout", "ticket_key_lifetime", "session_cache_size"});
     tls::TlsOptions& o = l.tls_options;
     l.tls_line = line_of(n);
-    o.alpn = l.http2 ? std::vector<std::string>{"h2", "http/1.1"}
-                     : std::vector<std::string>{"http/1.1"};
+    o.alpn =
+        l.http2 ? std::vector<std::string>{"h2", "http/1.1"} : std::vector<std::string>{"http/1.1"};
     std::vector<std::pair<std::string, int>> file_lines;  // to point a file's error at its line
     auto cert_from = [&](const toml::table& c, int line) {
       tls::CertConfig cc;
@@ -304,9 +304,9 @@ class Loader {
   }
 
   ListenConfig load_listen(const toml::table& t) const {
-    check_keys(t, "[[listen]]",
-               {"address", "https_redirect", "https_port", "tls", "max_conns_per_ip", "http2",
-                "h2c"});
+    check_keys(
+        t, "[[listen]]",
+        {"address", "https_redirect", "https_port", "tls", "max_conns_per_ip", "http2", "h2c"});
     ListenConfig l;
     l.line = line_of(t);
     if (auto* h = t.get("http2")) l.http2 = boolean(*h, "http2");
@@ -806,15 +806,15 @@ class Loader {
 
   void load_http2(const toml::table& t, Http2Config& h) const {
     check_keys(t, "[http2]",
-               {"max_concurrent_streams", "initial_window_size", "connection_window",
-                "reset_burst", "reset_rate"});
+               {"max_concurrent_streams", "initial_window_size", "connection_window", "reset_burst",
+                "reset_rate"});
     auto count = [&](const char* key, std::uint32_t& out, std::uint64_t lo, std::uint64_t hi) {
       auto* n = t.get(key);
       if (!n) return;
       if (!n->is_integer() || *n->value<long long>() < static_cast<long long>(lo) ||
           *n->value<long long>() > static_cast<long long>(hi))
-        fail(*n, std::string(key) + " must be an integer between " + std::to_string(lo) +
-                     " and " + std::to_string(hi));
+        fail(*n, std::string(key) + " must be an integer between " + std::to_string(lo) + " and " +
+                     std::to_string(hi));
       out = static_cast<std::uint32_t>(*n->value<long long>());
     };
     auto window = [&](const char* key, std::uint32_t& out) {
@@ -1433,6 +1433,12 @@ std::shared_ptr<const Config> load_config(const std::string& path,
     routes::Route r = L.load_route(*el.as_table(), cfg->server.workers, started, cfg->upstreams);
     r.headers_plain = routes::route_headers(cfg->security, r.security, false);
     r.headers_tls = routes::route_headers(cfg->security, r.security, true);
+    for (auto [from, to] :
+         {std::pair{&r.headers_plain, &r.h2_plain}, {&r.headers_tls, &r.h2_tls}}) {
+      *to = *from;
+      for (auto& [name, value] : *to)
+        for (char& c : name) c = http::ascii_lower(c);
+    }
     cfg->has_limits = cfg->has_limits || !r.limits.empty();
     cfg->routes.routes().push_back(std::move(r));
   }

@@ -12,8 +12,8 @@
 
 #include "server/config.h"
 #include "server/http/exchange.h"
-#include "server/http2_session.h"
 #include "server/http/metrics.h"
+#include "server/http2_session.h"
 #include "server/proxy_session.h"
 #include "server/redis_limiter.h"
 #include "server/request_stage.h"
@@ -27,16 +27,13 @@ namespace routes {
 struct Route;
 }
 
-class Connection : public ProxyClient,
-                   public LimitWaiter,
-                   public CacheWaiter,
-                   public Http2Host {
+class Connection : public ProxyClient, public LimitWaiter, public CacheWaiter, public Http2Host {
  public:
   Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener);
   void start();
   // Stops reading and closes once idle (graceful stop); closes at once when idle now.
   void close_when_idle();
-  void close();        // immediate
+  void close();                 // immediate
   void cache_ready() override;  // the fetch this request waited for ended: look in the cache
   // Timeout check from the worker's sweep.
   void check_timeout(std::uint64_t now_ms);
@@ -107,8 +104,8 @@ class Connection : public ProxyClient,
   bool parse_head(std::size_t head_len);
   void dispatch();
   void start_proxy();
-  void after_head();    // the head is accepted: dispatch, or read the body first
-  bool check_limits();  // true: go on now; false: answered (429/503) or waiting (kLimit)
+  void after_head();               // the head is accepted: dispatch, or read the body first
+  bool check_limits();             // true: go on now; false: answered (429/503) or waiting (kLimit)
   bool limits_go(LimitVerdict v);  // the rate-limit verdict applied to this connection
   bool reading_paused() const;
   void log_exchange(int status, std::uint64_t bytes);

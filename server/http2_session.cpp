@@ -73,9 +73,7 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   bool buf_end = false;
   bool deferred = false;
   std::uint64_t bytes_out = 0;
-  std::string nv_store;
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> nv_at;  // name, value offsets (+lengths)
-  std::vector<std::uint32_t> nv_len;
+  std::string nv_store;  // the response's made header bytes
   std::vector<nghttp2_nv> nv;
 
   void clear() {
@@ -238,14 +236,12 @@ Http2Session::Stream* Http2Session::find(std::int32_t id) const {
 }
 
 bool Http2Session::receive(const char* data, std::size_t len) {
-  ssize_t n =
-      nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data), len);
+  ssize_t n = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(data), len);
   if (n < 0) {
     spdlog::debug("http2 from {}: {}", host_.h2_client_ip(), nghttp2_strerror(static_cast<int>(n)));
     if (n != NGHTTP2_ERR_BAD_CLIENT_MAGIC)
-      nghttp2_session_terminate_session(session_, n == NGHTTP2_ERR_FLOODED
-                                                      ? NGHTTP2_ENHANCE_YOUR_CALM
-                                                      : NGHTTP2_PROTOCOL_ERROR);
+      nghttp2_session_terminate_session(
+          session_, n == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR);
     return false;
   }
   return true;
@@ -264,7 +260,9 @@ bool Http2Session::done() const {
   return !nghttp2_session_want_read(session_) && !nghttp2_session_want_write(session_);
 }
 
-bool Http2Session::wants_write() const { return nghttp2_session_want_write(session_) != 0; }
+bool Http2Session::wants_write() const {
+  return nghttp2_session_want_write(session_) != 0;
+}
 
 bool Http2Session::blocked() const {
   if (nghttp2_session_get_remote_window_size(session_) <= 0) return streams_ > 0;
@@ -427,7 +425,8 @@ ssize_t Http2Session::read_body(nghttp2_session*, int32_t, uint8_t* out, size_t 
       if (st->sent >= b.data.size()) *flags |= NGHTTP2_DATA_FLAG_EOF;
       break;
     case http::Body::Kind::kFile: {
-      std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(length, b.length - st->sent));
+      std::size_t want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(length, b.length - st->sent));
       ssize_t r = ::pread(b.fd, out, want, static_cast<off_t>(b.offset + st->sent));
       if (r <= 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // the file shrank: reset
       n = static_cast<std::size_t>(r);
@@ -599,7 +598,7 @@ void Http2Session::start_proxy(Stream& st) {
   bool body = !st.end_stream || !st.early.empty();
   st.proxy->start(ex, st.route, body, !known_length);
   if (!st.proxying) return;  // answered at once (no server)
-  if (!st.early.empty()) {  // body bytes that came while the rate limit was decided
+  if (!st.early.empty()) {   // body bytes that came while the rate limit was decided
     st.proxy->request_body(st.early.data(), st.early.size());
     st.early.clear();
     if (!st.proxy->request_backlogged()) st.proxy_request_drained();
@@ -623,52 +622,83 @@ void Http2Session::respond(Stream& st) {
   st.status = r.status;
   st.body = r.body;
   st.sent = 0;
+  // Header fields point at storage that outlives the HEADERS frame (the config, the exchange,
+  // literals); what has to be made (numbers, the date, lower-cased names, upstream fields whose
+  // bytes the next read reuses) goes into nv_store, reserved first so that it never moves.
   std::string& o = st.nv_store;
   o.clear();
-  st.nv_at.clear();
-  st.nv_len.clear();
-  auto add = [&](std::string_view name, std::string_view value) {
-    auto n = static_cast<std::uint32_t>(o.size());
-    for (char c : name) o.push_back(http::ascii_lower(c));
-    auto v = static_cast<std::uint32_t>(o.size());
-    o.append(value);
-    st.nv_at.emplace_back(n, v);
-    st.nv_len.push_back(static_cast<std::uint32_t>(name.size()));
+  // A proxied response's fields are views into the upstream's read buffer, which its next read
+  // reuses (before the frame is written): those are copied too.
+  bool streamed = r.body.kind == http::Body::Kind::kStream;
+  std::size_t bound = 192 + ex.extra_headers.size();
+  for (const http::HeaderField& f : r.headers) bound += f.name.size() + f.value.size();
+  if (streamed)
+    bound += r.content_type.size() + r.etag.size() + r.last_modified.size() +
+             r.cache_control.size() + r.location.size();
+  o.reserve(bound);
+  st.nv.clear();
+  // Values that change with every response are not indexed: they would only churn HPACK's
+  // dynamic table and push out the long fields that repeat (CSP, HSTS, the security preset).
+  auto put = [&](std::string_view name, std::string_view value, bool varies = false) {
+    nghttp2_nv x;
+    x.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name.data()));
+    x.namelen = name.size();
+    x.value = reinterpret_cast<uint8_t*>(const_cast<char*>(value.data()));
+    x.valuelen = value.size();
+    x.flags = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE |
+              (varies ? NGHTTP2_NV_FLAG_NO_INDEX : 0);
+    st.nv.push_back(x);
   };
-  char num[24];
-  auto [end, ec] = std::to_chars(num, num + sizeof num, r.status);
-  (void)ec;
-  add(":status", std::string_view(num, static_cast<std::size_t>(end - num)));
-  add("server", st.cfg->server.server_header);
-  add("date", w_.dates().at(ex.now));
-  if (!r.content_type.empty()) add("content-type", r.content_type);
-  bool no_body = ex.req.method == http::Method::kHead || r.status == 304 || r.status == 204 ||
-                 r.status < 200;
+  auto copy = [&](std::string_view v) {
+    std::size_t at = o.size();
+    o.append(v);
+    return std::string_view(o.data() + at, v.size());
+  };
+  auto stable = [&](std::string_view v) { return streamed ? copy(v) : v; };
+  auto lower = [&](std::string_view n) {
+    std::size_t at = o.size();
+    o.resize(at + n.size());
+    for (std::size_t i = 0; i < n.size(); ++i) o[at + i] = http::ascii_lower(n[i]);
+    return std::string_view(o.data() + at, n.size());
+  };
+  auto number = [&](std::uint64_t v) {
+    char num[24];
+    auto [end, ec] = std::to_chars(num, num + sizeof num, v);
+    (void)ec;
+    return copy(std::string_view(num, static_cast<std::size_t>(end - num)));
+  };
+  put(":status", number(static_cast<std::uint64_t>(r.status)));
+  put("server", st.cfg->server.server_header);
+  put("date", copy(w_.dates().at(ex.now)), true);
+  if (!r.content_type.empty()) put("content-type", stable(r.content_type));
+  bool no_body =
+      ex.req.method == http::Method::kHead || r.status == 304 || r.status == 204 || r.status < 200;
   if (r.status != 304 && r.status != 204 && r.status >= 200 &&
-      (r.body.kind != http::Body::Kind::kStream || r.body.length != http::Body::kUnknownLength)) {
-    auto [e2, ec2] = std::to_chars(num, num + sizeof num, r.body.size());
-    (void)ec2;
-    add("content-length", std::string_view(num, static_cast<std::size_t>(e2 - num)));
-  }
-  if (!r.etag.empty()) add("etag", r.etag);
-  if (!r.last_modified.empty()) add("last-modified", r.last_modified);
-  if (!r.cache_control.empty()) add("cache-control", r.cache_control);
-  if (!r.location.empty()) add("location", r.location);
+      (r.body.kind != http::Body::Kind::kStream || r.body.length != http::Body::kUnknownLength))
+    put("content-length", number(r.body.size()), true);
+  if (!r.etag.empty()) put("etag", stable(r.etag), true);
+  if (!r.last_modified.empty()) put("last-modified", stable(r.last_modified), true);
+  if (!r.cache_control.empty()) put("cache-control", stable(r.cache_control));
+  if (!r.location.empty()) put("location", stable(r.location), true);
   if (r.content_range) {
-    std::string cr = "bytes ";
+    std::size_t at = o.size();
+    o.append("bytes ");
     if (r.range_unsatisfied) {
-      cr += '*';
+      o.push_back('*');
     } else {
-      cr += std::to_string(r.range_first) + "-" + std::to_string(r.range_last);
+      http::append_number(o, r.range_first);
+      o.push_back('-');
+      http::append_number(o, r.range_last);
     }
-    cr += "/" + std::to_string(r.range_total);
-    add("content-range", cr);
+    o.push_back('/');
+    http::append_number(o, r.range_total);
+    put("content-range", std::string_view(o.data() + at, o.size() - at), true);
   }
   for (const http::HeaderField& f : r.headers)
-    if (!hop_by_hop(f.name)) add(f.name, f.value);
+    if (!hop_by_hop(f.name)) put(lower(f.name), copy(f.value));
   if (st.route)
-    for (const auto& [name, value] : ex.req.tls ? st.route->headers_tls : st.route->headers_plain)
-      add(name, value);
+    for (const auto& [name, value] : ex.req.tls ? st.route->h2_tls : st.route->h2_plain)
+      put(name, value);
   // Fields the codec adds ("\r\nName: value" lines: the rate-limit headers).
   std::string_view extra = ex.extra_headers;
   while (extra.size() > 2) {
@@ -677,24 +707,11 @@ void Http2Session::respond(Stream& st) {
     std::string_view line = extra.substr(0, eol);
     std::size_t colon = line.find(':');
     if (colon != std::string_view::npos)
-      add(line.substr(0, colon), http::trim_ows(line.substr(colon + 1)));
+      put(lower(line.substr(0, colon)), http::trim_ows(line.substr(colon + 1)), true);
     if (eol == std::string_view::npos) break;
     extra.remove_prefix(eol);
   }
-  add("x-request-id", ex.req.request_id);
-  st.nv.clear();
-  for (std::size_t i = 0; i < st.nv_at.size(); ++i) {
-    std::uint32_t n = st.nv_at[i].first, v = st.nv_at[i].second;
-    std::uint32_t vend = i + 1 < st.nv_at.size() ? st.nv_at[i + 1].first
-                                                   : static_cast<std::uint32_t>(o.size());
-    nghttp2_nv x;
-    x.name = reinterpret_cast<uint8_t*>(o.data() + n);
-    x.namelen = st.nv_len[i];
-    x.value = reinterpret_cast<uint8_t*>(o.data() + v);
-    x.valuelen = vend - v;
-    x.flags = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE;
-    st.nv.push_back(x);
-  }
+  put("x-request-id", ex.req.request_id, true);
   nghttp2_data_provider provider;
   provider.source.ptr = &st;
   provider.read_callback = read_body;

@@ -79,11 +79,11 @@ class Http2Session {
   void headers_done(Stream& st);  // the request head is complete
   void request_end(Stream& st);   // END_STREAM from the client
   void after_limits(Stream& st);
-  void dispatch(Stream& st);      // a handler answers (not streamed)
-  void start_proxy(Stream& st);   // a streaming handler: forward, body following
-  void respond(Stream& st);       // submits ex.resp
+  void dispatch(Stream& st);     // a handler answers (not streamed)
+  void start_proxy(Stream& st);  // a streaming handler: forward, body following
+  void respond(Stream& st);      // submits ex.resp
   void respond_error(Stream& st, int status);
-  void finished(Stream& st);      // the whole response went out: log and count
+  void finished(Stream& st);  // the whole response went out: log and count
   void release(Stream* st);
   void reset(Stream& st, std::uint32_t code);
 

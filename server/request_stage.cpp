@@ -40,7 +40,8 @@ void resolve_client_ip(const Config& cfg, http::Exchange& ex, const sockaddr_sto
 }
 
 // This request's keys into the worker's scratch; false: allowlisted.
-bool limit_keys(Worker& w, const Config& cfg, const http::Exchange& ex, const routes::Route& route) {
+bool limit_keys(Worker& w, const Config& cfg, const http::Exchange& ex,
+                const routes::Route& route) {
   const auto& limits = route.limits;
   std::vector<std::string>& keys = w.limit_keys();
   if (keys.size() < limits.size()) keys.resize(limits.size());
