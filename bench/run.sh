@@ -15,6 +15,7 @@
 #   CASES="api api_1k" SERVERS="edge nginx haproxy" bench/run.sh   the reverse-proxy cases (issue 5)
 #   CASES=rl SERVERS=edge bench/run.sh   the rate-limit cases (issue 7): api, api_rl, api_rl_redis
 #   CASES="cache_small cache_20k" SERVERS="edge nginx varnish" bench/run.sh   the cache-hit cases (issue 6)
+#   CASES=h2 SERVERS="edge nginx h2o" bench/run.sh   the HTTP/2 cases (issue 9): h2_small h2_js_br
 #
 # Compression cases (the 150 KB JS):
 #   js_br, js_gz          the site WITH .br/.gz/.zst siblings: edge (its default compression, serving
@@ -34,6 +35,23 @@
 #   tls_hs_new_stime  openssl s_time -new (the same tool, full handshakes), to cross-check tls_hs_new
 #   tls_small         wrk -c64 over https, kept-alive, the 1 KB asset
 #   tls_img           wrk -c64 over https, kept-alive, the 1 MiB asset
+#
+# HTTP/2 cases (issue 9; CASES=h2 is both; not in the default CASES): h2load over TLS with h2 chosen by
+# ALPN, the anchors' h2 measurement (`h2load -t1 -c64 -m10 -D… --warm-up-time=…`, run.sh's h2_small
+# case through bench/bin/h2load), server CPU / requests as every other case:
+#   h2_small          h2load -t1 -c H2_CONN -m H2_STREAMS on the 1 KB asset (tls_small's path)
+#   h2_js_br          the same on the 150 KB JS with -H 'accept-encoding: br': each server's .br sibling
+# Servers, each on a TLS port with the same ECDSA P-256 certificate and the same site:
+#   edge     its TLS listener (EDGE_TLS_PORT, the tls_* cases' one: ALPN h2 then http/1.1)
+#   nginx    a server block of its own (NGINX_H2_PORT) with `listen … ssl http2`; the tls_* server
+#            (NGINX_TLS_PORT) keeps no http2, so the tls_* cases still compare HTTP/1.1 with HTTP/1.1
+#   h2o      Debian's h2o 2.2 (SERVERS may include h2o, which runs only these cases), from
+#            conf/h2o.conf.in = the anchors' h2o.conf shape (num-threads: 1, file.send-compressed: ON,
+#            the 6 headers, mruby SPA fallback), TLS only on H2O_PORT, `h2o -m worker`, pinned
+# The probe checks, per server: curl --http2 (status 200, HTTP/2, size, Content-Encoding, the body
+# decodes to the file, Cache-Control, the 6 headers, TLS 1.3), openssl s_client -alpn h2,http/1.1
+# (ALPN h2, the certificate) and a short unmeasured h2load (-n H2_PROBE_REQS with the case's options:
+# h2 negotiated, every answer 2xx, DATA bytes per request = the expected body size).
 #
 # Reverse-proxy cases (issue 5; CASES=proxy is both; not in the default CASES): GET API_PATH through
 # each proxy to a fast upstream = nginx `return 200` of a 291-byte JSON, rendered from
@@ -96,7 +114,8 @@
 #                         (any case of ../shared/anchors/run.sh without TLS/api, plus js_br_mem js_gz_mem,
 #                         the tls_* cases and api api_1k; the word "tls" stands for every tls_* case,
 #                         "proxy" for "api api_1k", "rl" for "api api_rl api_rl_redis" (api_rl* run on
-#                         edge only: SKIP lines for nginx and haproxy), "cache" for "cache_small cache_20k"
+#                         edge only: SKIP lines for nginx and haproxy), "cache" for "cache_small cache_20k",
+#                         "h2" for "h2_small h2_js_br"
 #   SERVERS="edge nginx haproxy"  haproxy runs only the api cases (skipped, with a SKIP line, for the rest)
 #   EDGE_RL_PORT=8187  EDGE_RL_REDIS_PORT=8188  REDIS_PORT=6390   the rate-limit cases' edges / Redis
 #   REDIS_BIN=/usr/bin/redis-server       Redis (Debian package redis-server; redis-cli from redis-tools)
@@ -109,6 +128,11 @@
 #   CACHE_BURST_SECS=1                    cache probe: an unmeasured wrk -c CONN for this many s must not
 #                                         reach the upstream (0 = skip the burst)
 #   VARNISH_BIN=/usr/sbin/varnishd        Varnish (Debian package varnish)
+#   SERVERS="edge nginx h2o"              h2o runs only the h2_* cases (skipped, with a SKIP line, for the rest)
+#   NGINX_H2_PORT=8192 H2O_PORT=8193      the h2_* cases' TLS ports of nginx (http2) and h2o (edge: EDGE_TLS_PORT)
+#   H2_CONN=64 H2_STREAMS=10              h2_* cases: h2load -c / -m (the anchors' -c64 -m10)
+#   H2_PROBE_REQS=640                     h2_* probe: an unmeasured h2load -n of this many requests (0 = skip)
+#   H2O_BIN=/usr/bin/h2o                  h2o (Debian package h2o, 2.2.5 on Debian 12)
 #   RUNS=3  DUR=6  WARMUP=1  CONN=64      per-case wrk: WARMUP s unmeasured, then DUR s measured
 #   API_1K_CONN=1000                      api_1k: wrk connections
 #   API_PATH=/api/readings                the api cases' request path (PATH_API of ../shared/anchors/run.sh)
@@ -160,8 +184,9 @@ TLS_CASES="tls_hs_new tls_hs_resumed tls_hs_new_stime tls_small tls_img"
 API_CASES="api api_1k"
 RL_CASES="api api_rl api_rl_redis"   # issue 7: the limiter off / local / Redis (not in the default CASES)
 CACHE_CASES="cache_small cache_20k"  # issue 6: cache hits through edge / nginx proxy_cache / Varnish (not in the default CASES)
+H2_CASES="h2_small h2_js_br"         # issue 9: HTTP/2 over TLS through edge / nginx (http2) / h2o (not in the default CASES)
 CASES=${CASES:-small index spa js_id img js_br js_gz js_br_mem js_gz_mem $TLS_CASES $API_CASES}
-CASES=$(for c in $CASES; do case $c in tls) echo $TLS_CASES ;; proxy) echo $API_CASES ;; rl) echo $RL_CASES ;; cache) echo $CACHE_CASES ;; *) echo "$c" ;; esac; done |
+CASES=$(for c in $CASES; do case $c in tls) echo $TLS_CASES ;; proxy) echo $API_CASES ;; rl) echo $RL_CASES ;; cache) echo $CACHE_CASES ;; h2) echo $H2_CASES ;; *) echo "$c" ;; esac; done |
         tr ' ' '\n' | awk '!seen[$0]++' | xargs)   # each case once ("proxy rl" names api twice)
 RUNS=${RUNS:-3}; DUR=${DUR:-6}; WARMUP=${WARMUP:-1}; CONN=${CONN:-64}
 API_1K_CONN=${API_1K_CONN:-1000}; API_PATH=${API_PATH:-/api/readings}
@@ -170,6 +195,8 @@ NOFILE=${NOFILE:-65536}; PROBE_CONC_SECS=${PROBE_CONC_SECS:-1}
 EDGE_PORT=${EDGE_PORT:-8180}; NGINX_PORT=${NGINX_PORT:-8181}
 EDGE_NOSIB_PORT=${EDGE_NOSIB_PORT:-8182}; NGINX_NOSIB_PORT=${NGINX_NOSIB_PORT:-8183}
 EDGE_TLS_PORT=${EDGE_TLS_PORT:-8184}; NGINX_TLS_PORT=${NGINX_TLS_PORT:-8185}
+NGINX_H2_PORT=${NGINX_H2_PORT:-8192}; H2O_PORT=${H2O_PORT:-8193}
+H2_CONN=${H2_CONN:-64}; H2_STREAMS=${H2_STREAMS:-10}; H2_PROBE_REQS=${H2_PROBE_REQS:-640}
 EDGE_RL_PORT=${EDGE_RL_PORT:-8187}; EDGE_RL_REDIS_PORT=${EDGE_RL_REDIS_PORT:-8188}; REDIS_PORT=${REDIS_PORT:-6390}
 EDGE_CACHE_PORT=${EDGE_CACHE_PORT:-8189}; NGINX_CACHE_PORT=${NGINX_CACHE_PORT:-8190}; VARNISH_PORT=${VARNISH_PORT:-8191}
 CACHE_TTL=${CACHE_TTL:-2h}; CACHE_20K_PATH=${CACHE_20K_PATH:-/api/readings-20k}; CACHE_BURST_SECS=${CACHE_BURST_SECS:-1}
@@ -184,13 +211,14 @@ BUILD_WAIT_MAX=${BUILD_WAIT_MAX:-3600}
 QUIET_MAX=${QUIET_MAX:-25}; QUIET_WAIT=${QUIET_WAIT:-120}
 STRICT=${STRICT:-0}; NO_INSTALL=${NO_INSTALL:-0}; PROBE_ONLY=${PROBE_ONLY:-0}
 EDGE_LABEL=${EDGE_LABEL:-edge}; NGINX_LABEL=${NGINX_LABEL:-nginx}; HAPROXY_LABEL=${HAPROXY_LABEL:-haproxy}
-VARNISH_LABEL=${VARNISH_LABEL:-varnish}
+VARNISH_LABEL=${VARNISH_LABEL:-varnish}; H2O_LABEL=${H2O_LABEL:-h2o}
 EDGE_BIN=${EDGE_BIN:-build/edge}
 case $EDGE_BIN in /*) ;; *) EDGE_BIN=$REPO/$EDGE_BIN ;; esac
 NGINX_BIN=${NGINX_BIN:-/usr/sbin/nginx}
 HAPROXY_BIN=${HAPROXY_BIN:-/usr/sbin/haproxy}
 REDIS_BIN=${REDIS_BIN:-/usr/bin/redis-server}
 VARNISH_BIN=${VARNISH_BIN:-/usr/sbin/varnishd}
+H2O_BIN=${H2O_BIN:-/usr/bin/h2o}
 
 say() { echo "bench: $*" >&2; }
 die() { say "$*"; exit 2; }
@@ -213,13 +241,18 @@ is_rl_case() { case $1 in api_rl|api_rl_redis) return 0 ;; *) return 1 ;; esac; 
 # cache-hit cases (issue 6): each server's cache on a port of its own (edge_cache, nginx's cache server, varnish)
 is_cache_case() { case $1 in cache_small|cache_20k) return 0 ;; *) return 1 ;; esac; }
 any_cache_case() { local c; for c in $CASES; do is_cache_case "$c" && return 0; done; return 1; }
+# h2_* cases (issue 9): h2load over TLS, h2 by ALPN: edge's TLS listener, nginx's http2 server, h2o
+is_h2_case() { case $1 in h2_small|h2_js_br) return 0 ;; *) return 1 ;; esac; }
+any_h2_case() { local c; for c in $CASES; do is_h2_case "$c" && return 0; done; return 1; }
+any_https_case() { any_tls_case || any_h2_case; }   # the certificate and edge's TLS listener are needed
 conn_of() { if [ "$1" = api_1k ]; then echo "$API_1K_CONN"; else echo "$CONN"; fi; }   # wrk -c of a case
 anchor_case() { # the case name ../shared/anchors/run.sh knows (js_br_mem -> js_br, tls_small -> small, api_1k -> api)
   case $1 in tls_hs_new) echo hs_new ;; tls_*) echo "${1#tls_}" ;; api_*|cache_*) echo api ;; *) echo "${1%_mem}" ;; esac
 }
 skip_reason() { # skip_reason SERVER CASE -> why this server does not run this case (empty: it runs it)
   # nginx has no on-the-fly brotli in Debian 12 (libnginx-mod-http-brotli-static is the static half only)
-  if [ "$1" = varnish ] && ! is_cache_case "$2"; then echo "varnish_is_a_cache_only_(cache_cases)"
+  if [ "$1" = h2o ] && ! is_h2_case "$2"; then echo "h2o_runs_only_the_h2_cases_(issue_9)"
+  elif [ "$1" = varnish ] && ! is_cache_case "$2"; then echo "varnish_is_a_cache_only_(cache_cases)"
   elif [ "$1" = haproxy ] && is_cache_case "$2"; then echo "haproxy_has_no_cache_here_(cache_cases:_edge,_nginx,_varnish)"
   elif [ "$1" = nginx ] && [ "$2" = js_br_mem ]; then echo "Debian's_nginx_has_no_on-the-fly_brotli"
   elif [ "$1" != edge ] && is_rl_case "$2"; then echo "edge's_rate_limit_(issue_7):_edge_only"
@@ -236,9 +269,11 @@ brotli_mod() { # path of Debian's brotli_static nginx module, or nothing
 }
 
 # ---------------------------------------------------------------- preconditions
-for s in $SERVERS; do case $s in edge|nginx|haproxy|varnish) ;; *) die "unknown server '$s' in SERVERS (edge, nginx, haproxy, varnish)";; esac; done
+for s in $SERVERS; do case $s in edge|nginx|haproxy|varnish|h2o) ;; *) die "unknown server '$s' in SERVERS (edge, nginx, haproxy, varnish, h2o)";; esac; done
 has haproxy && ! any_proxy_case && say "haproxy runs only the api cases api/api_1k (CASES has none): it is not started"
 has varnish && ! any_cache_case && say "varnish runs only the cache cases cache_small/cache_20k (CASES has none): it is not started"
+has h2o && ! any_h2_case && say "h2o runs only the HTTP/2 cases h2_small/h2_js_br (CASES has none): it is not started"
+case $H2_PROBE_REQS in ''|*[!0-9]*) die "H2_PROBE_REQS must be a whole number (0 = no h2load probe)";; esac
 case $CACHE_BURST_SECS in ''|*[!0-9]*) die "CACHE_BURST_SECS must be a whole number of seconds";; esac
 case $CACHE_20K_PATH in /api/?*) ;; *) die "CACHE_20K_PATH must be under /api/ (the caches' routes)";; esac
 [[ $CACHE_TTL =~ ^[1-9][0-9]*[smh]$ ]] || die "CACHE_TTL must be a number and s, m or h, like 2h (edge, nginx and VCL all read it)"
@@ -256,12 +291,14 @@ has haproxy && any_proxy_case && [ ! -x "$HAPROXY_BIN" ] && need_pkgs+=(haproxy)
 has edge && has_case api_rl_redis && { [ ! -x "$REDIS_BIN" ] || ! command -v redis-cli >/dev/null; } &&
   need_pkgs+=(redis-server)   # pulls redis-tools (redis-cli)
 has varnish && any_cache_case && [ ! -x "$VARNISH_BIN" ] && need_pkgs+=(varnish)   # compiles its VCL with the system cc
-has nginx && has_case js_br && [ -z "$(brotli_mod)" ] && need_pkgs+=(libnginx-mod-http-brotli-static)   # brotli_static
+has h2o && any_h2_case && [ ! -x "$H2O_BIN" ] && need_pkgs+=(h2o)
+has nginx && { has_case js_br || has_case h2_js_br; } && [ -z "$(brotli_mod)" ] && need_pkgs+=(libnginx-mod-http-brotli-static)   # brotli_static
 command -v wrk >/dev/null || need_pkgs+=(wrk)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v brotli >/dev/null || need_pkgs+=(brotli)     # make-site.sh writes .br siblings
 command -v openssl >/dev/null || need_pkgs+=(openssl)
-has_case tls_hs_new && ! command -v h2load >/dev/null && need_pkgs+=(nghttp2-client)   # h2load
+{ has_case tls_hs_new || any_h2_case; } && ! command -v h2load >/dev/null && need_pkgs+=(nghttp2-client)   # h2load
+any_h2_case && ! curl -V 2>/dev/null | grep -qw HTTP2 && die "this curl has no HTTP/2 (the h2_* probe needs curl --http2)"
 command -v taskset >/dev/null || need_pkgs+=(util-linux)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -271,6 +308,7 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   sys_pid_before=$(cat /run/nginx.pid 2>/dev/null || true); sys_hap_before=$(cat /run/haproxy.pid 2>/dev/null || true)
   sys_redis_before=$(cat /run/redis/redis-server.pid 2>/dev/null || true)
   sys_varnish_before=$(cat /run/varnishd.pid 2>/dev/null || true)
+  sys_h2o_before=$(cat /run/h2o.pid 2>/dev/null || true)
   DEBIAN_FRONTEND=noninteractive timeout 900 apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends \
     "${need_pkgs[@]}" >"$VAR/apt.log" 2>&1 || { tail -20 "$VAR/apt.log" >&2; die "apt-get install failed (log: $VAR/apt.log)"; }
   # The Debian package may start its own nginx on :80 (when no policy-rc.d forbids it).
@@ -313,12 +351,23 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     say "the varnish package started a system varnishd (pid $sys_pid, :6081); stopping it"
     kill -TERM "$sys_pid" 2>/dev/null || true
   fi
+  # And for h2o (Debian's /etc/h2o/h2o.conf listens on :80, pid-file /run/h2o.pid).
+  sys_pid=$(cat /run/h2o.pid 2>/dev/null || true)
+  if command -v systemctl >/dev/null && systemctl is-active --quiet h2o 2>/dev/null; then
+    say "the h2o package started a system h2o service; stopping it"
+    systemctl stop h2o; systemctl disable h2o >/dev/null 2>&1 || true
+  elif [ -n "$sys_pid" ] && [ "$sys_pid" != "$sys_h2o_before" ] && kill -0 "$sys_pid" 2>/dev/null; then
+    say "the h2o package started a system h2o (pid $sys_pid, :80); stopping it"
+    kill -TERM "$sys_pid" 2>/dev/null || true
+  fi
 fi
 has haproxy && any_proxy_case && { [ -x "$HAPROXY_BIN" ] || die "haproxy still missing ($HAPROXY_BIN)"; }
 has edge && has_case api_rl_redis && { [ -x "$REDIS_BIN" ] && command -v redis-cli >/dev/null ||
   die "redis-server ($REDIS_BIN) or redis-cli still missing (Debian packages redis-server, redis-tools)"; }
 any_api_case && { [ -x "$NGINX_BIN" ] || die "nginx (the api cases' upstream) still missing ($NGINX_BIN)"; }
 has varnish && any_cache_case && { [ -x "$VARNISH_BIN" ] || die "varnishd still missing ($VARNISH_BIN; Debian package varnish)"; }
+has h2o && any_h2_case && { [ -x "$H2O_BIN" ] || die "h2o still missing ($H2O_BIN; Debian package h2o)"; }
+any_h2_case && { command -v h2load >/dev/null || die "h2load still missing (Debian package nghttp2-client)"; }
 for t in wrk curl brotli gzip taskset python3; do command -v $t >/dev/null || die "$t still missing"; done
 BROTLI_MOD=$(brotli_mod)
 
@@ -337,8 +386,8 @@ fi
 if has_case api_1k && [ "$NOFILE_NOW" != unlimited ] && [ "$NOFILE_NOW" -lt $(( API_1K_CONN * 2 + 1000 )) ]; then
   die "open-files limit $NOFILE_NOW is too low for api_1k ($API_1K_CONN client + $API_1K_CONN upstream connections); raise the hard limit (ulimit -Hn)"
 fi
-has nginx && has_case js_br && [ -z "$BROTLI_MOD" ] &&
-  say "warning: nginx brotli_static module not found (libnginx-mod-http-brotli-static); nginx js_br will be served without brotli"
+has nginx && { has_case js_br || has_case h2_js_br; } && [ -z "$BROTLI_MOD" ] &&
+  say "warning: nginx brotli_static module not found (libnginx-mod-http-brotli-static); nginx js_br/h2_js_br will be served without brotli"
 
 # ---------------------------------------------------------------- helpers
 descendants() { local p=$1; echo "$p"; for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do descendants "$c"; done; }
@@ -394,7 +443,7 @@ declare -A PID PORT
 PORT[edge]=$EDGE_PORT; PORT[nginx]=$NGINX_PORT; PORT[edge_nosib]=$EDGE_NOSIB_PORT
 PORT[haproxy]=$HAPROXY_PORT; PORT[upstream]=$UPSTREAM_PORT
 PORT[edge_rl]=$EDGE_RL_PORT; PORT[edge_rl_redis]=$EDGE_RL_REDIS_PORT; PORT[redis]=$REDIS_PORT
-PORT[edge_cache]=$EDGE_CACHE_PORT; PORT[varnish]=$VARNISH_PORT
+PORT[edge_cache]=$EDGE_CACHE_PORT; PORT[varnish]=$VARNISH_PORT; PORT[h2o]=$H2O_PORT
 # Processes started here: the servers, plus a second edge (edge_nosib, the no-sibling site) when a
 # js_*_mem case is asked for. nginx serves both sites from one process (two server blocks).
 # haproxy only when an api case is asked for; then also the fast upstream (an nginx on the load CPU),
@@ -408,6 +457,7 @@ any_api_case && INSTANCES="upstream"
 for s in $SERVERS; do
   [ "$s" = haproxy ] && ! any_proxy_case && continue
   [ "$s" = varnish ] && ! any_cache_case && continue
+  [ "$s" = h2o ] && ! any_h2_case && continue
   INSTANCES="$INSTANCES $s"
   [ "$s" = edge ] && any_cache_case && INSTANCES="$INSTANCES edge_cache"
   [ "$s" = edge ] && any_mem_case && INSTANCES="$INSTANCES edge_nosib"
@@ -424,6 +474,8 @@ inst_of() { # inst_of SERVER CASE -> the process instance that serves this case
 port_of() { # port_of SERVER CASE (the api cases use each server's main port; haproxy has only HAPROXY_PORT)
   if [ "$1" = haproxy ]; then echo "$HAPROXY_PORT"
   elif [ "$1" = varnish ]; then echo "$VARNISH_PORT"
+  elif [ "$1" = h2o ]; then echo "$H2O_PORT"
+  elif is_h2_case "$2"; then [ "$1" = edge ] && echo "$EDGE_TLS_PORT" || echo "$NGINX_H2_PORT"
   elif is_rl_case "$2"; then echo "${PORT[$(inst_of "$1" "$2")]}"
   elif is_cache_case "$2"; then [ "$1" = edge ] && echo "$EDGE_CACHE_PORT" || echo "$NGINX_CACHE_PORT"
   elif is_tls_case "$2"; then [ "$1" = edge ] && echo "$EDGE_TLS_PORT" || echo "$NGINX_TLS_PORT"
@@ -504,7 +556,7 @@ cert_ok() {
     openssl x509 -in "$CERT" -noout -text 2>/dev/null | grep -q 'ASN1 OID: prime256v1' &&
     [ "$(openssl x509 -in "$CERT" -noout -pubkey 2>/dev/null)" = "$(openssl pkey -in "$CERT_KEY" -pubout 2>/dev/null)" ]
 }
-if any_tls_case; then
+if any_https_case; then
   if ! cert_ok; then
     say "making the ECDSA P-256 test certificate in $CERTS"
     mkdir -p "$CERTS"
@@ -544,6 +596,9 @@ fi
 # Lines starting with __TLS__ in the templates are the TLS listener: kept (prefix removed) when a
 # tls_* case is asked for, deleted otherwise (so a run without TLS cases renders what it always did).
 TLS_SED=(-e '/^__TLS__/d'); any_tls_case && TLS_SED=(-e 's/^__TLS__//')
+# edge's TLS listener serves the h2_* cases too (nginx has a server of its own for them: __H2__ lines)
+EDGE_TLS_SED=(-e '/^__TLS__/d'); any_https_case && EDGE_TLS_SED=(-e 's/^__TLS__//')
+H2_SED=(-e '/^__H2__/d'); any_h2_case && H2_SED=(-e 's/^__H2__//')
 # Lines starting with __API__ are the /api/ proxy (upstream pool + route): kept only for the api cases.
 API_SED=(-e '/^__API__/d'); any_api_case && API_SED=(-e 's/^__API__//')
 # Lines starting with __CACHE__ are the cache cases' (nginx: proxy_cache_path + the cache server): only for them.
@@ -558,7 +613,7 @@ render_edge() { # render_edge OUT PORT ROOT [tls] [api] [rl=STORE] [rlr] [cache]
   # rlr also the __RLR__ ones (on_store_error = "deny" for the Redis store); cache keeps the __CACHE__
   # lines (the /api/ route's cache = { ttl = CACHE_TTL, override = true })
   local tls=(-e '/^__TLS__/d') api=(-e '/^__API__/d') rl=(-e '/^__RL__/d') rlr=(-e '/^__RLR__/d') cache=(-e '/^__CACHE__/d') store="" f
-  for f in "${@:4}"; do case $f in tls) tls=("${TLS_SED[@]}") ;; api) api=("${API_SED[@]}") ;;
+  for f in "${@:4}"; do case $f in tls) tls=("${EDGE_TLS_SED[@]}") ;; api) api=("${API_SED[@]}") ;;
     rl=*) rl=(-e 's/^__RL__//'); store=${f#rl=} ;; rlr) rlr=(-e 's/^__RLR__//') ;; cache) cache=(-e 's/^__CACHE__//') ;; esac; done
   sed "${tls[@]}" "${api[@]}" "${rl[@]}" "${rlr[@]}" "${cache[@]}" -e "s#__CACHE_TTL__#$CACHE_TTL#g" -e "s#__RL_STORE__#$(esc "$store")#g" \
       -e "s#__RL_REQUESTS__#$RL_REQUESTS#g" -e "s#__RL_WINDOW__#$RL_WINDOW#g" \
@@ -574,7 +629,7 @@ render_edge "$R/edge-rl.toml" "$EDGE_RL_PORT" ../site api rl=memory
 render_edge "$R/edge-rl-redis.toml" "$EDGE_RL_REDIS_PORT" ../site api rl=redis://127.0.0.1:$REDIS_PORT rlr
 # The cache cases: edge.toml's /api/ route (and static site) plus the route's cache table.
 render_edge "$R/edge-cache.toml" "$EDGE_CACHE_PORT" ../site api cache
-sed "${TLS_SED[@]}" "${API_SED[@]}" "${CACHE_SED[@]}" -e "s#__CACHE_PORT__#$NGINX_CACHE_PORT#g" -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" -e "s#__UPSTREAM_KEEPALIVE__#$UPSTREAM_KEEPALIVE#g" \
+sed "${TLS_SED[@]}" "${H2_SED[@]}" "${API_SED[@]}" "${CACHE_SED[@]}" -e "s#__CACHE_PORT__#$NGINX_CACHE_PORT#g" -e "s#__H2_PORT__#$NGINX_H2_PORT#g" -e "s#__UPSTREAM_PORT__#$UPSTREAM_PORT#g" -e "s#__UPSTREAM_KEEPALIVE__#$UPSTREAM_KEEPALIVE#g" \
     -e "s#__TLS_PORT__#$NGINX_TLS_PORT#g" -e "s#__CERT__#$(esc "$CERT")#g" -e "s#__KEY__#$(esc "$CERT_KEY")#g" \
     -e "s#__NGINX_TLS_EXTRA__#$(esc "$NGINX_TLS_EXTRA")#g" \
     -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" \
@@ -585,6 +640,13 @@ for f in nginx-site.inc nginx-sec-headers.inc nginx-api-proxy.inc; do
   sed -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__CONF__#$(esc "$R")#g" "$BENCH/conf/$f" > "$R/$f"
 done
 sed -e "s#__SITE__#$(esc "$SITE_NOSIB")#g" -e "s#__CONF__#$(esc "$R")#g" "$BENCH/conf/nginx-site.inc" > "$R/nginx-site-nosib.inc"
+# h2o (the h2_* cases): conf/h2o.conf.in, the anchors' h2o.conf shape, with the 6 security headers
+# generated from the same nginx-sec-headers.inc as edge's and nginx's (h2o `header.add` lines)
+awk '$1=="add_header"{ v=$0; sub(/^[^"]*"/, "", v); sub(/"[^"]*$/, "", v); gsub(/"/, "\\\"", v);
+       printf "header.add: \"%s: %s\"\n", $2, v }' "$ANCH/conf/nginx-sec-headers.inc" > "$R/h2o-sec-headers.yaml"
+sed -e "s#__VAR__#$(esc "$VAR")#g" -e "s#__SITE__#$(esc "$SITE")#g" -e "s#__PORT__#$H2O_PORT#g" \
+    -e "s#__CERT__#$(esc "$CERT")#g" -e "s#__KEY__#$(esc "$CERT_KEY")#g" \
+    -e "/__SEC_HEADERS__/{r $R/h2o-sec-headers.yaml" -e "d}" "$BENCH/conf/h2o.conf.in" > "$R/h2o.conf"
 
 # The api cases: the fast upstream, rendered from the anchors' own file (same 291-byte JSON, 1 worker)
 # with its port and CPU replaced (the anchors' 127.0.0.1:9001 / CPU1 -> UPSTREAM_PORT / LOADGEN_CPU),
@@ -693,15 +755,23 @@ if has nginx; then
   "$NGINX_BIN" -t -q -p "$VAR" -e "$VAR/log/nginx.error.log" -c "$R/nginx.conf" 2>"$VAR/log/nginx.check" ||
     { cat "$VAR/log/nginx.check" >&2; die "nginx -t rejected $R/nginx.conf"; }
 fi
+if has h2o && any_h2_case; then
+  "$H2O_BIN" -t -c "$R/h2o.conf" >"$VAR/log/h2o.check" 2>&1 ||
+    { cat "$VAR/log/h2o.check" >&2; die "h2o -t rejected $R/h2o.conf"; }
+fi
 
 # ---------------------------------------------------------------- start
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 [ "$PROBE_ONLY" = 1 ] || wait_no_build   # probes are not timed: PROBE_ONLY does not wait for a build
 if any_tls_case; then for s in $SERVERS; do
-  [ "$s" = haproxy ] && continue   # no TLS listener (api cases only)
+  case $s in edge|nginx) ;; *) continue ;; esac   # haproxy, varnish, h2o: no tls_* listener
   p=$(port_of "$s" tls_small); port_open "$p" && die "TLS port $p is already in use by something else; set ${s^^}_TLS_PORT"
 done; fi
+if any_h2_case; then for s in $SERVERS; do
+  case $s in edge) ;; nginx|h2o) p=$(port_of "$s" h2_small)
+    port_open "$p" && die "HTTP/2 port $p is already in use by something else; set $([ "$s" = h2o ] && echo H2O_PORT || echo NGINX_H2_PORT)" ;; esac
+done; has edge && ! any_tls_case && port_open "$EDGE_TLS_PORT" && die "TLS port $EDGE_TLS_PORT is already in use by something else; set EDGE_TLS_PORT"; fi
 case " $INSTANCES " in *" upstream "*)   # the fast upstream of the api cases: on the LOAD CPU, with wrk
   start_server_on "$LOADGEN_CPU" upstream "$NGINX_BIN" -p "$VAR" -e "$VAR/log/upstream.error.log" -c "$R/nginx-upstream.conf" || exit 1 ;; esac
 case " $INSTANCES " in *" redis "*)   # the api_rl_redis case's store: on the LOAD CPU too, before its edge
@@ -725,6 +795,8 @@ if has nginx; then
     say "nginx also serves the no-sibling site on http://127.0.0.1:$NGINX_NOSIB_PORT (on-the-fly gzip)"
   fi
 fi
+case " $INSTANCES " in *" h2o "*)   # -m worker: one foreground process (num-threads: 1), as in ../shared/anchors/servers.sh
+  start_server h2o "$H2O_BIN" -m worker -c "$R/h2o.conf" || exit 1 ;; esac
 case " $INSTANCES " in *" haproxy "*)   # -db: foreground, no master-worker; nbthread 1
   start_server haproxy "$HAPROXY_BIN" -db -f "$R/haproxy.cfg" || exit 1 ;; esac
 case " $INSTANCES " in *" varnish "*)   # -F: foreground (manager + child); the anchors' storage and thread settings
@@ -738,11 +810,18 @@ if any_cache_case && has nginx; then
   say "nginx also serves /api/ through proxy_cache on http://127.0.0.1:$NGINX_CACHE_PORT"
 fi
 if any_tls_case; then for s in $SERVERS; do
-  [ "$s" = haproxy ] && continue
+  case $s in edge|nginx) ;; *) continue ;; esac
   p=$(port_of "$s" tls_small)
   for _ in $(seq 1 50); do port_open "$p" && break; sleep 0.1; done
   port_open "$p" || die "$s does not listen on its TLS port $p; see $VAR/log/$s.out / nginx.error.log"
   say "$s also serves https://127.0.0.1:$p (ECDSA P-256, sha256 ${CERT_FP:0:16}…)"
+done; fi
+if any_h2_case; then for s in $SERVERS; do
+  case $s in edge|nginx|h2o) ;; *) continue ;; esac
+  p=$(port_of "$s" h2_small)
+  for _ in $(seq 1 50); do port_open "$p" && break; sleep 0.1; done
+  port_open "$p" || die "$s does not listen on its HTTP/2 (TLS) port $p; see $VAR/log/$s.out / nginx.error.log / h2o.error.log"
+  say "$s: the h2_* cases on https://127.0.0.1:$p (ECDSA P-256, sha256 ${CERT_FP:0:16}…)"
 done; fi
 # The api cases' reference answer: the upstream's own, fetched directly (the proxies must pass it on
 # byte for byte). The anchors' upstream answers 200 with 291 bytes.
@@ -768,7 +847,7 @@ upstream_reqs() {
 label_of() { # RESULT/PROBE label of a server; MEM label of an instance
   case $1 in edge) echo "$EDGE_LABEL" ;; edge_nosib) echo "$EDGE_LABEL-nosib" ;; haproxy) echo "$HAPROXY_LABEL" ;;
              edge_rl) echo "$EDGE_LABEL-rl" ;; edge_rl_redis) echo "$EDGE_LABEL-rl-redis" ;;
-             edge_cache) echo "$EDGE_LABEL-cache" ;; varnish) echo "$VARNISH_LABEL" ;;
+             edge_cache) echo "$EDGE_LABEL-cache" ;; varnish) echo "$VARNISH_LABEL" ;; h2o) echo "$H2O_LABEL" ;;
              upstream) echo upstream ;; redis) echo redis ;; *) echo "$NGINX_LABEL" ;; esac
 }
 
@@ -792,6 +871,9 @@ RAW=$VAR/results/raw-$STAMP.txt
   fi
   if any_tls_case; then
     echo "# tls: cert $CERT (ECDSA P-256, sha256 $CERT_FP) on edge :$EDGE_TLS_PORT and nginx :$NGINX_TLS_PORT; $(openssl version); $(h2load --version 2>/dev/null | head -1); nginx TLS 1.3 suites: ${NGINX_TLS_SUITES:-client order (default)}; HS_CONN=$HS_CONN STIME_SECS=$STIME_SECS"
+  fi
+  if any_h2_case; then
+    echo "# h2: h2load -t1 -c$H2_CONN -m$H2_STREAMS -D$DUR --warm-up-time=$WARMUP (h2_js_br: -H 'accept-encoding: br'), ALPN h2; cert $CERT (ECDSA P-256, sha256 $CERT_FP); $(h2load --version 2>/dev/null | head -1); $(openssl version)$(has edge && echo "; edge :$EDGE_TLS_PORT")$(has nginx && echo "; nginx :$NGINX_H2_PORT (listen ssl http2)")$(has h2o && echo "; h2o :$H2O_PORT ($("$H2O_BIN" --version 2>/dev/null | head -1), $(dpkg-query -W -f '${Package} ${Version}' h2o 2>/dev/null), num-threads 1)")"
   fi
   echo "# loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 } > "$RAW"
@@ -1030,12 +1112,86 @@ probe_tls() {
   [ "$verdict" = ok ] || say "$s $c ($url): $verdict — headers in $h, body in $b, curl -v in $v"
 }
 
+# ---------------------------------------------------------------- HTTP/2 probe (h2_* cases)
+h2_path() { case $1 in h2_js_br) echo "/$JS" ;; *) echo /assets/small-D1kP3xWa.svg ;; esac; }
+h2_header() { case $1 in h2_js_br) echo "accept-encoding: br" ;; *) echo "" ;; esac; }   # sent by h2load (-H) and curl
+# h2load_fields FILE -> "h2load_alpn=.. h2load_ok=.. h2load_2xx=.. h2load_data=.. data_per_req=.." from h2load's
+# output: the protocol it negotiated, succeeded requests, 2xx answers, DATA payload bytes (= bodies) and per request
+h2load_fields() {
+  local alpn ok s2 data
+  alpn=$(sed -n 's/^Application protocol: *//p' "$1" | head -1)
+  ok=$(sed -n 's/^requests:.* \([0-9][0-9]*\) succeeded.*/\1/p' "$1" | head -1)
+  s2=$(sed -n 's/^status codes: *\([0-9][0-9]*\) 2xx.*/\1/p' "$1" | head -1)
+  data=$(sed -n 's/^traffic:.*(\([0-9][0-9]*\)) data.*/\1/p' "$1" | head -1)
+  echo "h2load_alpn=${alpn:-none} h2load_ok=${ok:-0} h2load_2xx=${s2:-0} h2load_data=${data:-0} data_per_req=$(
+    awk -v d="${data:-0}" -v n="${ok:-0}" 'BEGIN{ if (n > 0) printf "%.1f", d / n; else printf "?" }')"
+}
+# probe_h2 SERVER CASE -> PROBE line; sets BAD=1 on a mismatch. On the server's h2 port:
+#  - curl --http2 (ALPN h2), with the case's accept-encoding: status 200, HTTP/2, the size, the
+#    Content-Encoding, the body (decoded) byte for byte the file, Cache-Control, the 6 security headers
+#    (HSTS included: this is TLS), TLS 1.3;
+#  - openssl s_client -alpn h2,http/1.1: ALPN h2 and the certificate (BENCH_VAR/certs/ecdsa.crt on all);
+#  - h2load itself, unmeasured: -t1 -c H2_CONN -m H2_STREAMS -n H2_PROBE_REQS with the case's header
+#    (bench/bin/h2load, as in the measurement): h2 negotiated, every request succeeded with a 2xx, and
+#    DATA bytes / requests = the expected body size (h2load really got the .br for h2_js_br).
+probe_h2() {
+  local s=$1 c=$2 path port url h b v out status size hv hb problems=() wfile wsize wenc enc cc n name ver cipher sc alpn fp hdr
+  path=$(h2_path "$c"); port=$(port_of "$s" "$c"); url=https://127.0.0.1:$port$path; hdr=$(h2_header "$c")
+  h=$VAR/log/probe-$s-$c.headers; b=$VAR/log/probe-$s-$c.body; v=$VAR/log/probe-$s-$c.curl
+  wfile=$SITE$path
+  if [ "$c" = h2_js_br ]; then wenc=br; wsize=$(stat -c %s "$SITE$path.br"); else wenc=-; wsize=$(stat -c %s "$wfile"); fi
+  local ae=(); [ -n "$hdr" ] && ae=(-H "$hdr")
+  out=$(curl -sk -v --http2 "${ae[@]}" --max-time 10 -o "$b" -D "$h" -w '%{http_code} %{size_download} %{http_version} %{size_header}' "$url" 2>"$v") ||
+    problems+=("curl failed")
+  read -r status size hv hb <<<"$out"
+  [ "$status" = 200 ] || problems+=("status $status (want 200)")
+  [ "$hv" = 2 ] || problems+=("curl --http2 got HTTP/$hv (want 2)")
+  [ "$size" = "$wsize" ] || problems+=("size $size (want $wsize)")
+  enc=$(hdr_val "$h" content-encoding); enc=${enc:--}
+  [ "$enc" = "$wenc" ] || problems+=("Content-Encoding '$enc' (want '$wenc')")
+  [ "$status" = 200 ] && [ "$enc" = "$wenc" ] && ! decode "$enc" < "$b" 2>/dev/null | cmp -s - "$wfile" &&
+    problems+=("body does not decode to $(basename "$wfile")")
+  ver=$(sed -n 's/^\* SSL connection using \([^ ]*\) \/ \([^ ]*\).*/\1/p' "$v" | head -1)
+  cipher=$(sed -n 's/^\* SSL connection using \([^ ]*\) \/ \([^ ]*\).*/\2/p' "$v" | head -1)
+  [ "$ver" = TLSv1.3 ] || problems+=("curl got '${ver:-no TLS}' (want TLSv1.3)")
+  cc=$(hdr_val "$h" cache-control)
+  [ "$cc" = "public, max-age=31536000, immutable" ] || problems+=("Cache-Control '$cc' (want immutable)")
+  n=0
+  for name in $SEC_NAMES; do
+    if tr -d '\r' < "$h" | grep -qi "^$name:"; then n=$((n + 1)); else problems+=("missing $name"); fi
+  done
+  sc=$(timeout 10 openssl s_client -connect "127.0.0.1:$port" -alpn h2,http/1.1 </dev/null 2>/dev/null)
+  alpn=$(echo "$sc" | sed -n 's/^ALPN protocol: //p' | head -1); [ -n "$alpn" ] || alpn=none
+  fp=$(echo "$sc" | openssl x509 -noout -fingerprint -sha256 2>/dev/null | sed 's/.*=//; s/://g')
+  [ -n "$fp" ] && [ "$fp" = "$CERT_FP" ] || problems+=("certificate sha256 ${fp:0:16}… is not $CERT ${CERT_FP:0:16}…")
+  [ "$alpn" = h2 ] || problems+=("ALPN offered h2,http/1.1: got $alpn (want h2)")
+  local hl="" f; local -A kv=()
+  if [ "$H2_PROBE_REQS" != 0 ]; then
+    local pin=(); [ -n "$LOADGEN_CPU" ] && pin=(taskset -c "$LOADGEN_CPU")
+    PATH="$BENCH/bin:$PATH" H2LOAD_H1=0 H2LOAD_HEADER="$hdr" H2LOAD_OUT="$VAR/log/probe-$s-$c.h2load" \
+      "${pin[@]}" timeout 60 "$BENCH/bin/h2load" -t1 -c"$H2_CONN" -m"$H2_STREAMS" -n"$H2_PROBE_REQS" "$url" >/dev/null 2>&1
+    hl=$(h2load_fields "$VAR/log/probe-$s-$c.h2load")
+    for f in $hl; do kv[${f%%=*}]=${f#*=}; done
+    [ "${kv[h2load_alpn]}" = h2 ] || problems+=("h2load negotiated '${kv[h2load_alpn]}' (want h2; log/probe-$s-$c.h2load)")
+    [ "${kv[h2load_ok]}" = "$H2_PROBE_REQS" ] || problems+=("h2load: ${kv[h2load_ok]}/$H2_PROBE_REQS requests succeeded")
+    [ "${kv[h2load_2xx]}" = "$H2_PROBE_REQS" ] || problems+=("h2load: ${kv[h2load_2xx]}/$H2_PROBE_REQS answers 2xx")
+    [ "${kv[h2load_data]}" = $((H2_PROBE_REQS * wsize)) ] ||
+      problems+=("h2load: ${kv[h2load_data]} DATA bytes for $H2_PROBE_REQS requests (want $H2_PROBE_REQS × $wsize)")
+    hl=" h2load_probe_reqs=$H2_PROBE_REQS $hl"
+  fi
+  local verdict=ok; [ ${#problems[@]} -gt 0 ] && { verdict="MISMATCH: $(IFS=';'; echo "${problems[*]}")"; BAD=1; }
+  PROBED[$s:$c]="status=$status enc=$enc size=$size proto=h$hv"
+  local aev=${hdr#accept-encoding: }
+  echo "PROBE label=$(label_of "$s") case=$c url=$url tool=h2load ae=${aev:--} status=$status enc=$enc size=$size resp=HTTP/$hv hdr_bytes=$hb tls=$ver cipher_curl=$cipher alpn=$alpn cert_sha256=${fp:0:16} sec_headers=$n/$(echo "$SEC_NAMES" | wc -w)$hl result=${verdict// /_}" | tee -a "$RAW"
+  [ "$verdict" = ok ] || say "$s $c ($url${hdr:+, $hdr}): $verdict — headers in $h, body in $b, curl -v in $v"
+}
+
 case " $INSTANCES " in *" edge_nosib "*) warm_variants ;; esac
 for s in $SERVERS; do for c in $CASES; do
   if skipped "$s" "$c"; then
     echo "SKIP label=$(label_of "$s") case=$c reason=$(skip_reason "$s" "$c")" | tee -a "$RAW"; continue
   fi
-  if is_tls_case "$c"; then probe_tls "$s" "$c"; else probe_case "$s" "$c"; fi
+  if is_tls_case "$c"; then probe_tls "$s" "$c"; elif is_h2_case "$c"; then probe_h2 "$s" "$c"; else probe_case "$s" "$c"; fi
 done; done
 if [ $BAD = 1 ] && [ "$STRICT" = 1 ]; then die "probe mismatch (STRICT=1)"; fi
 [ "$PROBE_ONLY" = 1 ] && { say "PROBE_ONLY=1: done ($RAW)"; exit $BAD; }
@@ -1138,6 +1294,26 @@ tls_run() {
 }
 CLK=$(getconf CLK_TCK)
 
+# h2_run SERVER CASE RUN PORT -> RESULT line: ../shared/anchors/run.sh's h2_small case (h2load -t1 -c H2_CONN
+# -m H2_STREAMS -D DUR --warm-up-time=WARMUP; srv_cpu over the whole h2load call, as for every case) through
+# bench/bin/h2load, which offers h2 by ALPN (H2LOAD_H1=0), adds the case's header (h2_js_br: accept-encoding: br;
+# PATH_SMALL = the JS) and keeps h2load's output. run.sh's own curl probe sends no accept-encoding, so its
+# status/enc/size fields are replaced by this script's h2 probe of the same request (PROBED); h2load's own
+# figures are appended: the protocol it negotiated, succeeded requests, 2xx answers, DATA bytes per request.
+h2_run() {
+  local s=$1 c=$2 run=$3 port=$4 o=$VAR/run/h2load-run.out out probed ae
+  rm -f "$o"
+  out=$(PATH="$BENCH/bin:$PATH" H2LOAD_H1=0 H2LOAD_HEADER="$(h2_header "$c")" H2LOAD_OUT="$o" \
+        CASES=h2_small PATH_SMALL="$(h2_path "$c")" H2_CONN="$H2_CONN" H2_STREAMS="$H2_STREAMS" \
+        DUR="$DUR" WARMUP="$WARMUP" LOADGEN_CPU="$LOADGEN_CPU" SERVER_PID="${PID[$s]}" RUN_ID="$run" \
+        timeout "$bound" "$ANCH/run.sh" "https://127.0.0.1:$port" "$(label_of "$s")" | sed "s/ case=h2_small / case=$c /")
+  [ -s "$o" ] && cp "$o" "$VAR/log/h2load-$s-$c-run$run.out"
+  [ -n "$out" ] || return 0
+  probed=${PROBED[$s:$c]:-status=? enc=? size=? proto=?}; ae=$(h2_header "$c"); ae=${ae#accept-encoding: }
+  out=$(echo "$out" | sed -E "s/ ae=- status=[^ ]* size=[^ ]* proto=[^ ]* enc=[^ ]*/ ae=${ae:--} $probed/")
+  echo "$out conns=$H2_CONN streams=$H2_STREAMS $( [ -s "$o" ] && h2load_fields "$o")"
+}
+
 measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) appended to RAW
   local s=$1 c=$2 run=$3 try out flag=$VAR/run/build-seen sampler l0 inst port ac rc0 rc1 rextra up0 up1
   inst=$(inst_of "$s" "$c"); port=$(port_of "$s" "$c"); ac=$(anchor_case "$c")
@@ -1157,6 +1333,8 @@ measure() { # measure SERVER CASE RUN -> RESULT line (+ load1, build_overlap) ap
     # run.sh knows js_br/js_gz; a js_*_mem case is the same request to the no-sibling site's port
     if is_tls_case "$c"; then
       out=$(tls_run "$s" "$c" "$run" "$port")
+    elif is_h2_case "$c"; then
+      out=$(h2_run "$s" "$c" "$run" "$port")
     else
       # api_1k is run.sh's api at API_1K_CONN connections (conn_of); PATH_API is the api cases' path
       out=$(CASES="$ac" DUR="$DUR" WARMUP="$WARMUP" CONN="$(conn_of "$c")" LOADGEN_CPU="$LOADGEN_CPU" PATH_API="$(case_path "$c")" \
@@ -1200,7 +1378,7 @@ SUM=$VAR/results/summary-$STAMP.md
 {
   echo "## $(echo $SERVERS | sed 's/ / vs /g') — $STAMP UTC (RUNS=$RUNS DUR=${DUR}s WARMUP=${WARMUP}s, server CPU$SERVER_CPU, wrk CPU$LOADGEN_CPU -c$CONN$(has_case api_1k && echo ", api_1k -c$API_1K_CONN"))"
   echo
-  python3 "$BENCH/table.py" --edge "$EDGE_LABEL" --nginx "$NGINX_LABEL" --haproxy "$HAPROXY_LABEL" --varnish "$VARNISH_LABEL" "$RAW"
+  python3 "$BENCH/table.py" --edge "$EDGE_LABEL" --nginx "$NGINX_LABEL" --haproxy "$HAPROXY_LABEL" --varnish "$VARNISH_LABEL" --h2o "$H2O_LABEL" "$RAW"
   echo
   echo "<details><summary>full table (../shared/anchors/summarize.py)</summary>"
   echo

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""table.py [--edge LABEL] [--nginx LABEL] [--haproxy LABEL] [--varnish LABEL] RAW... — edge vs nginx table from bench/run.sh raw files.
+"""table.py [--edge LABEL] [--nginx LABEL] [--haproxy LABEL] [--varnish LABEL] [--h2o LABEL] RAW... — edge vs nginx table from bench/run.sh raw files.
 
 Per case, medians over runs of:
   CPU µs/req = 1e6 / (rps / (srv_cpu/100))   server user+sys CPU per request (lower is better)
@@ -23,6 +23,11 @@ The cache-hit cases (issue 6: cache_small, the 291-byte JSON, and cache_20k, a 2
 from a fresh stored copy) get a table "Cache hits (issue 6)": CPU µs/req, req/s and p99 of edge, nginx
 proxy_cache and Varnish side by side, the hit check of the probe and the upstream's requests during the
 runs, and the goal line (a hit costs no more than a static file, ≤ 18 µs).
+The HTTP/2 cases (issue 9: h2_small, the 1 KB asset, and h2_js_br, the 150 KB JS with accept-encoding: br,
+by h2load -c64 -m10 over TLS with h2 by ALPN) get a table "HTTP/2 (issue 9)": CPU µs/req of edge, nginx
+(http2) and h2o side by side, req/s, h2load's mean time per request, the checks (the probe's status,
+encoding and size; the protocol h2load negotiated and its DATA bytes per request) and the goal line
+(≤ 6 µs per small request, h2o's class).
 """
 import argparse, re, statistics
 from collections import OrderedDict
@@ -32,12 +37,14 @@ ap.add_argument("--edge", default="edge")
 ap.add_argument("--nginx", default="nginx")
 ap.add_argument("--haproxy", default="haproxy")
 ap.add_argument("--varnish", default="varnish")
+ap.add_argument("--h2o", default="h2o")
 ap.add_argument("raw", nargs="+")
 a = ap.parse_args()
-E, N, H, V = a.edge, a.nginx, a.haproxy, a.varnish
+E, N, H, V, O = a.edge, a.nginx, a.haproxy, a.varnish, a.h2o
 API = ("api", "api_1k")    # reverse-proxy cases: their own table (three servers)
 RL = ("api_rl", "api_rl_redis")   # rate-limit cases (edge only): their own table, with api as "off"
 CACHE = ("cache_small", "cache_20k")   # cache-hit cases (issue 6): their own table (edge, nginx, varnish)
+H2 = ("h2_small", "h2_js_br")   # HTTP/2 cases (issue 9): their own table (edge, nginx, h2o)
 
 res = OrderedDict()      # case -> label -> [kv]
 probe, mem, memidle, skip, variant = {}, OrderedDict(), OrderedDict(), {}, []
@@ -125,11 +132,11 @@ NOTES = {  # what a case measures (printed under the table when present)
     "js_gz_mem": "site without siblings, gzip: edge's own variant (level 9, once) vs nginx on-the-fly gzip level 6 (every request)",
 }
 
-if any(not c.startswith("tls_") and c not in API and c not in RL and c not in CACHE for c in res):
+if any(not c.startswith("tls_") and c not in API and c not in RL and c not in CACHE and c not in H2 for c in res):
     print("| case | CPU µs/req edge | CPU µs/req nginx | edge/nginx | req/s edge | req/s nginx | p99 ms edge | p99 ms nginx | srv CPU edge / nginx | check edge / nginx (status enc size) | others' load before, edge / nginx | n |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|")
 for case, by in res.items():
-    if case.startswith("tls_") or case in API or case in RL or case in CACHE:
+    if case.startswith("tls_") or case in API or case in RL or case in CACHE or case in H2:
         continue
     e, n = stats(by.get(E, [])), stats(by.get(N, []))
     g = lambda s, k, spec: fmt(s[k], spec) if s else "–"
@@ -439,6 +446,87 @@ if ccases:
           "Varnish 43 µs (issue 6, another sitting: 38 and 46 µs); they kept a 10 s lifetime (a refresh every 10 s).")
     print("- p99 is only comparable when every server's `srv CPU` is near 100 % (wrk and the upstream share the load CPU).")
     for case in ccases:
+        per = []
+        for lab in labs:
+            rs = res[case].get(lab, [])
+            if rs:
+                per.append("%s %s" % (lab, ", ".join("%s (%s)" % (fmt(num(r.get("rps")), ".0f"), fmt(us_per_req(r), ".1f"))
+                                                    for r in rs)))
+        print("- `%s` per run, req/s (µs/req): %s" % (case, "; ".join(per)))
+
+# HTTP/2 (issue 9): edge's TLS listener, nginx `listen … ssl http2`, h2o; h2load over TLS, h2 by ALPN.
+hcases = [c for c in H2 if c in res]
+if hcases:
+    labs = [E, N, O]
+    HDESC = {"h2_small": "1 KB asset (`/assets/small-D1kP3xWa.svg`, tls_small's path), no accept-encoding",
+             "h2_js_br": "150 KB JS (`/assets/index-Cq7Lx2Vd.js`), `-H 'accept-encoding: br'`: each server's "
+                         "precompressed .br (53,100 B)"}
+    r0 = next((r for c in hcases for l in labs for r in res[c].get(l, [])), {})
+    print()
+    print("HTTP/2 (issue 9): `h2load -t1 -c%s -m%s` over TLS (h2 by ALPN), same ECDSA P-256 certificate and site "
+          "on every server (edge: its TLS listener; nginx: `listen … ssl http2`; h2o 2.2, `num-threads: 1`). "
+          "Server CPU µs per request, median of the runs (min–max):" % (r0.get("conns", "?"), r0.get("streams", "?")))
+    print()
+    print("| case | CPU µs/req %s | CPU µs/req %s | CPU µs/req %s | edge/nginx | edge/h2o | req/s %s | mean ms %s | "
+          "srv CPU %s | check %s (status enc size; h2load: protocol, cipher, DATA B/req) | others' load before | n |" % (
+              E, N, O, " / ".join(labs), " / ".join(labs), " / ".join(labs), " / ".join(labs)))
+    print("|---|---:|---:|---:|---:|---:|---|---|---|---|---|---:|")
+
+    def h2_check(label, case, s):
+        c = check(label, case, s)
+        if s is None:
+            return c
+        rs = res[case][label]
+        protos = sorted(set(r.get("h2load_alpn", "?") for r in rs))
+        dpr = med(num(r.get("data_per_req")) for r in rs)
+        ciphers = sorted(set(SHORT.get(t[1], t[1]) for t in (r.get("tls", "?/?").split("/") for r in rs) if len(t) > 1))
+        c += "; h2load %s %s, %s B/req" % ("/".join(protos), "/".join(ciphers) or "?", fmt(dpr, ".0f"))
+        if protos != ["h2"]:
+            c += " **not h2**"
+        size = num(rs[0].get("size"))
+        if dpr == dpr and size == size and size and abs(dpr - size) > 0.05 * size:
+            c += " **DATA/req ≠ size**"
+        bad = sum(int(num(r.get("failed", 0)) or 0) + int(num(r.get("errored", 0)) or 0) for r in rs)
+        non2xx = sum(max(0, int(num(r.get("h2load_ok", 0)) or 0) - int(num(r.get("h2load_2xx", 0)) or 0)) for r in rs)
+        if bad:
+            c += " (**%d failed/errored**)" % bad
+        if non2xx:
+            c += " (**%d non-2xx**)" % non2xx
+        return c
+
+    for case in hcases:
+        by = res[case]
+        st = {l: stats(by.get(l, [])) for l in labs}
+        mean = {l: med(num(r.get("mean_ms")) for r in by.get(l, [])) for l in labs}
+        span = lambda s: ("**%s** (%s–%s)" % (fmt(s["us"], ".1f"), fmt(s["us_lo"], ".1f"), fmt(s["us_hi"], ".1f"))) if s else "–"
+        ratio = lambda x, y: ("%.2f" % (x["us"] / y["us"])) if x and y and x["us"] == x["us"] and y["us"] == y["us"] and y["us"] else "–"
+        join = lambda f: " / ".join(f(st[l]) if st[l] else "–" for l in labs)
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            case, span(st[E]), span(st[N]), span(st[O]), ratio(st[E], st[N]), ratio(st[E], st[O]),
+            join(lambda s: fmt(s["rps"], ".0f")),
+            " / ".join(fmt(mean[l], ".2f") if st[l] else "–" for l in labs),
+            join(lambda s: fmt(s["srv"], ".0f") + "%"),
+            " / ".join(h2_check(l, case, st[l]) for l in labs),
+            join(lambda s: fmt(s["pre"], ".0f") + "%"),
+            "/".join(str(st[l]["n"]) if st[l] else "0" for l in labs)))
+    print()
+    sm = {l: stats(res.get("h2_small", {}).get(l, [])) for l in labs}
+    e = sm[E]
+    if e:
+        others = ", ".join("%s %s µs" % (l, fmt(sm[l]["us"], ".1f")) for l in (O, N) if sm[l])
+        print("Goal (issue 9): ≤ 6 µs per small request (h2o's class): edge h2_small %s µs %s%s." % (
+            fmt(e["us"], ".1f"), ("✓" if e["us"] <= 6 else "✗") if e["us"] == e["us"] else "?",
+            " (this sitting: %s)" % others if others else ""))
+    else:
+        print("Goal (issue 9): ≤ 6 µs per small request (h2o's class): edge's h2_small was not measured.")
+    for case in hcases:
+        print("- `%s`: %s" % (case, HDESC.get(case, "?")))
+    print("- CPU µs/req as for every case: run.sh's `1e6 / (rps / srv_cpu)`, h2load's req/s of the measured "
+          "seconds and the server tree's user+sys over the whole h2load call (its warm-up included). "
+          "`mean ms` is h2load's mean time per request (h2load prints no percentiles).")
+    print("- Anchors (../shared/anchors/BASELINE.md, `h2load -t1 -c64 -m10 -D8 --warm-up-time=1`, 1 KB asset): "
+          "nginx 34–36 µs, h2o 5–6 µs per request; compare with the nginx and h2o columns of this sitting.")
+    for case in hcases:
         per = []
         for lab in labs:
             rs = res[case].get(lab, [])
