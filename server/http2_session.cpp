@@ -479,6 +479,7 @@ void Http2Session::headers_done(Stream& st) {
   req.peer_ip = req.client_ip;
   req.tls = host_.h2_tls();
   req.version_minor = 1;  // HTTP/1.1 semantics for everything downstream
+  req.h2 = true;
   w_.make_request_id(st.request_id);
   req.request_id = std::string_view(st.request_id, 16);
   if (st.head_error) {

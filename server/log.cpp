@@ -165,6 +165,8 @@ void AccessLog::record(const http::Exchange& ex, std::string_view route, int sta
   json_escape(buf_, ex.req.client_ip);
   buf_ += "\",\"method\":\"";
   json_escape(buf_, ex.req.method_name);
+  buf_ += "\",\"protocol\":\"";
+  buf_ += ex.req.h2 ? "HTTP/2" : (ex.req.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
   buf_ += "\",\"path\":\"";
   json_escape(buf_, ex.req.raw_path);
   buf_ += "\",\"query\":\"";

@@ -43,6 +43,7 @@ struct Request {
   std::string_view raw_path;  // the path as received, before decoding
   std::string_view query;     // without the '?'
   unsigned char version_minor = 1;
+  bool h2 = false;  // arrived over HTTP/2 (HTTP/1.1 semantics otherwise)
   HeaderList headers;
   std::string_view host;        // Host header without port, lower-cased by the codec when needed
   std::string_view client_ip;   // the client's address: the peer's, or the one a trusted proxy gave
