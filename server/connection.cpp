@@ -1317,6 +1317,7 @@ void Connection::h2_pump() {
     h2_->produce(out_, kOutHighWater);
     if (!output_pending()) break;
     if (!flush()) {  // the socket is full (on_writable goes on), or the connection closed
+      h2_wait_ = H2Wait::kNone;  // (flush armed send_timeout; the next pump re-arms by state)
       if (phase_ != Phase::kClosed) update_poll();
       return;
     }
@@ -1327,13 +1328,21 @@ void Connection::h2_pump() {
     start_linger();  // (what the client still sends is drained, so it reads our GOAWAY)
     return;
   }
+  // The clock starts when the connection becomes idle, or when its streams become stuck on the
+  // client's flow-control window; frames the client sends meanwhile (PINGs) do not move it.
   const ServerConfig& sc = cfg_->server;
-  if (h2_->open_streams() == 0)
-    expire_in(sc.keepalive_timeout);
-  else if (h2_->blocked())
-    expire_in(sc.send_timeout);
-  else
-    deadline_ms_ = 0;
+  H2Wait wait = h2_->open_streams() == 0 ? H2Wait::kIdle
+                : h2_->blocked()         ? H2Wait::kBlocked
+                                         : H2Wait::kNone;
+  if (wait != h2_wait_ || wait == H2Wait::kNone) {
+    h2_wait_ = wait;
+    if (wait == H2Wait::kIdle)
+      expire_in(sc.keepalive_timeout);
+    else if (wait == H2Wait::kBlocked)
+      expire_in(sc.send_timeout);
+    else
+      deadline_ms_ = 0;
+  }
   if (out_.empty() && out_.capacity()) w_.give_output(out_);
   update_poll();
 }
@@ -1349,6 +1358,16 @@ void Connection::h2_wake() {
   if (wake_queued_ || phase_ != Phase::kH2) return;
   wake_queued_ = true;
   w_.defer_wake(this);
+}
+
+void Connection::config_changed() {
+  if (phase_ == Phase::kClosed) return;
+  // A listener the new config no longer has: its connections finish what is in flight and close
+  // (HTTP/2: GOAWAY now, not at the next stream).
+  const auto& now = w_.config();
+  for (const ListenConfig& l : now->listeners)
+    if (l.stats == cfg_->listeners[listener_].stats) return;
+  close_when_idle();
 }
 
 void Connection::run_wake() {

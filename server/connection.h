@@ -37,7 +37,8 @@ class Connection : public ProxyClient, public LimitWaiter, public CacheWaiter, p
   void cache_ready() override;  // the fetch this request waited for ended: look in the cache
   // Timeout check from the worker's sweep.
   void check_timeout(std::uint64_t now_ms);
-  void run_wake();  // the worker's deferred h2_wake()
+  void run_wake();        // the worker's deferred h2_wake()
+  void config_changed();  // a reload was applied (the connection's listener may be gone)
 
   Connection* prev = nullptr;
   Connection* next = nullptr;
@@ -135,6 +136,8 @@ class Connection : public ProxyClient, public LimitWaiter, public CacheWaiter, p
   bool h2_checked_ = false;  // the protocol was chosen
   bool h2_failed_ = false;   // a connection error: send what is queued (GOAWAY), then close
   bool wake_queued_ = false;
+  enum class H2Wait : unsigned char { kNone, kIdle, kBlocked };
+  H2Wait h2_wait_ = H2Wait::kNone;  // what the deadline is counting
 
   Worker& w_;
   std::shared_ptr<const Config> cfg_;  // the snapshot this connection's exchange uses

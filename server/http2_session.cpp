@@ -640,6 +640,8 @@ void Http2Session::respond(Stream& st) {
   st.nv.clear();
   // Values that change with every response are not indexed: they would only churn HPACK's
   // dynamic table and push out the long fields that repeat (CSP, HSTS, the security preset).
+  // (nghttp2 already leaves content-length, etag, location, age and set-cookie out of it; the
+  // flag makes the others "never indexed".)
   auto put = [&](std::string_view name, std::string_view value, bool varies = false) {
     nghttp2_nv x;
     x.name = reinterpret_cast<uint8_t*>(const_cast<char*>(name.data()));
@@ -670,17 +672,17 @@ void Http2Session::respond(Stream& st) {
   };
   put(":status", number(static_cast<std::uint64_t>(r.status)));
   put("server", st.cfg->server.server_header);
-  put("date", copy(w_.dates().at(ex.now)), true);
+  put("date", copy(w_.dates().at(ex.now)));  // (one new entry a second)
   if (!r.content_type.empty()) put("content-type", stable(r.content_type));
   bool no_body =
       ex.req.method == http::Method::kHead || r.status == 304 || r.status == 204 || r.status < 200;
   if (r.status != 304 && r.status != 204 && r.status >= 200 &&
       (r.body.kind != http::Body::Kind::kStream || r.body.length != http::Body::kUnknownLength))
-    put("content-length", number(r.body.size()), true);
-  if (!r.etag.empty()) put("etag", stable(r.etag), true);
+    put("content-length", number(r.body.size()));
+  if (!r.etag.empty()) put("etag", stable(r.etag));
   if (!r.last_modified.empty()) put("last-modified", stable(r.last_modified), true);
   if (!r.cache_control.empty()) put("cache-control", stable(r.cache_control));
-  if (!r.location.empty()) put("location", stable(r.location), true);
+  if (!r.location.empty()) put("location", stable(r.location));
   if (r.content_range) {
     std::size_t at = o.size();
     o.append("bytes ");

@@ -248,6 +248,11 @@ void Worker::apply_reload() {
     redis_ = std::make_unique<RedisLimiter>(*this, config_->rate_limit);
     redis_->start();
   }
+  for (Connection* c = conns_; c;) {
+    Connection* after = c->next;  // (config_changed may close c)
+    c->config_changed();
+    c = after;
+  }
   if (health_) {  // worker 0: checks for the new pools (the old checker's handles close first)
     health_->stop();
     retired_health_.emplace_back(std::move(health_), uv_now(&loop_));

@@ -761,7 +761,7 @@ class Streams(H2Case):
                 # nghttp numbers its streams 13, 15, ... in the order of the URIs
                 sids = sorted(st)
                 lengths = {int(a): int(b) for a, b in
-                           re.findall(r"recv \(stream_id=(\d+)\) content-length: (\d+)", out)}
+                           re.findall(r"recv \(stream_id=(\d+)\) content-length: (\d+)", out)}  # (+ " (sensitive)")
                 entries = self.log_entries(lambda d: tag in (d.get("query") or "") or tag in d.get("path", ""), 20)
                 self.assertEqual(len(entries), 20, f"one access-log line per stream: {entries}")
                 for d in entries:
