@@ -178,6 +178,12 @@ void Connection::check_timeout(std::uint64_t now_ms) {
       close();
       return;
     }
+    if (h2_wait_ == H2Wait::kNone && h2_->open_streams() > 0) {  // a stream's own clock
+      h2_->expire(now_ms, static_cast<std::uint64_t>(cfg_->server.header_timeout.count()));
+      h2_wait_ = H2Wait::kNone;
+      h2_pump();
+      return;
+    }
     // Idle past keepalive_timeout: GOAWAY and close. Streams stalled on a window the client
     // never opens (zero-window stall) for send_timeout: the same, with an error code.
     if (h2_->open_streams() == 0)
@@ -1323,26 +1329,30 @@ void Connection::h2_pump() {
     }
     if (phase_ != Phase::kH2) return;
     if (!h2_->wants_write()) break;
+    if (round == 63) h2_wake();  // more to send: the next loop turn goes on
   }
+  if (h2_->failed()) h2_failed_ = true;
   if (h2_failed_ || h2_->done()) {
     start_linger();  // (what the client still sends is drained, so it reads our GOAWAY)
     return;
   }
   // The clock starts when the connection becomes idle, or when its streams become stuck on the
   // client's flow-control window; frames the client sends meanwhile (PINGs) do not move it.
+  // A stuck stream's clock restarts when response bytes went out since the last pump.
   const ServerConfig& sc = cfg_->server;
   H2Wait wait = h2_->open_streams() == 0 ? H2Wait::kIdle
                 : h2_->blocked()         ? H2Wait::kBlocked
                                          : H2Wait::kNone;
-  if (wait != h2_wait_ || wait == H2Wait::kNone) {
-    h2_wait_ = wait;
-    if (wait == H2Wait::kIdle)
-      expire_in(sc.keepalive_timeout);
-    else if (wait == H2Wait::kBlocked)
-      expire_in(sc.send_timeout);
-    else
-      deadline_ms_ = 0;
+  bool progressed = h2_->data_sent() != h2_data_mark_;
+  h2_data_mark_ = h2_->data_sent();
+  if (wait == H2Wait::kIdle) {
+    if (h2_wait_ != H2Wait::kIdle) expire_in(sc.keepalive_timeout);
+  } else if (wait == H2Wait::kBlocked) {
+    if (h2_wait_ != H2Wait::kBlocked || progressed) expire_in(sc.send_timeout);
+  } else {  // streams at work: their own clocks (request bodies, cache waits)
+    deadline_ms_ = h2_->next_deadline(static_cast<std::uint64_t>(sc.header_timeout.count()));
   }
+  h2_wait_ = wait;
   if (out_.empty() && out_.capacity()) w_.give_output(out_);
   update_poll();
 }

@@ -138,6 +138,7 @@ class Connection : public ProxyClient, public LimitWaiter, public CacheWaiter, p
   bool wake_queued_ = false;
   enum class H2Wait : unsigned char { kNone, kIdle, kBlocked };
   H2Wait h2_wait_ = H2Wait::kNone;  // what the deadline is counting
+  std::uint64_t h2_data_mark_ = 0;  // h2_->data_sent() at the last pump
 
   Worker& w_;
   std::shared_ptr<const Config> cfg_;  // the snapshot this connection's exchange uses

@@ -50,11 +50,15 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   };
   std::string store;
   std::vector<Field> fields;
-  std::int32_t method = -1, path = -1, authority = -1, cookie = -1;  // indexes into fields
+  std::int32_t method = -1, path = -1, authority = -1;  // indexes into fields
   std::size_t head_bytes = 0;
   int head_error = 0;  // 431 when the head is too large
   bool end_stream = false;
-  std::string early;  // body bytes held while a rate-limit decision is out
+  bool body_up = false;  // the proxy was started with a body following
+  std::string early;     // body bytes held until the proxy starts (rate limit, cache wait)
+  std::uint64_t last_input_ms = 0;  // the request's last bytes (headers, DATA): its body clock
+  std::uint64_t wait_since_ms = 0;  // kCacheWait: since when
+  int cookies = 0;                  // cookie fields (joined once the head is complete)
   std::uint64_t body_in = 0;
   std::size_t unconsumed = 0;  // DATA bytes not yet credited back (a backlogged upstream)
 
@@ -72,6 +76,7 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   std::size_t buf_off = 0;
   bool buf_end = false;
   bool deferred = false;
+  bool eof = false;  // the response's last DATA was produced
   std::uint64_t bytes_out = 0;
   std::string nv_store;  // the response's made header bytes
   std::vector<nghttp2_nv> nv;
@@ -84,11 +89,14 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
     route = nullptr;
     store.clear();
     fields.clear();
-    method = path = authority = cookie = -1;
+    method = path = authority = -1;
     head_bytes = 0;
     head_error = 0;
     end_stream = false;
+    body_up = false;
     early.clear();
+    last_input_ms = wait_since_ms = 0;
+    cookies = 0;
     body_in = 0;
     unconsumed = 0;
     proxying = false;
@@ -102,6 +110,7 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
     buf_off = 0;
     buf_end = false;
     deferred = false;
+    eof = false;
     bytes_out = 0;
   }
 
@@ -115,6 +124,13 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
       deferred = false;
       nghttp2_session_resume_data(s->session_, id);
     }
+  }
+  // Body bytes held back from the client's windows are given back (the request is answered or
+  // gone: what it still sends is dropped).
+  void credit() {
+    early.clear();
+    if (unconsumed && s->session_) nghttp2_session_consume(s->session_, id, unconsumed);
+    unconsumed = 0;
   }
 
   // ProxyClient
@@ -131,12 +147,14 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   void proxy_flush() override { s->host_.h2_wake(); }
   void proxy_end() override {
     proxying = false;
+    credit();
     buf_end = true;
     resume();
     s->host_.h2_wake();
   }
   void proxy_fail(int code) override {
     proxying = false;
+    credit();
     if (submitted) {
       s->reset(*this, NGHTTP2_INTERNAL_ERROR);  // the client sees the truncation
     } else {
@@ -147,6 +165,7 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   }
   void proxy_answer() override {
     proxying = false;
+    credit();
     s->respond(*this);
     s->host_.h2_wake();
   }
@@ -177,6 +196,7 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   // CacheWaiter
   void cache_ready() override {
     if (phase != Phase::kCacheWait) return;
+    if (waiting_cache) s->w_.cache_unwait(ex->forward.cache_key, this);
     waiting_cache = false;
     ex->cache_waited = true;  // a miss now fetches without waiting again
     s->start_proxy(*this);
@@ -192,6 +212,7 @@ Http2Session::Http2Session(Worker& w, Http2Host& host) : w_(w), host_(host) {
   nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
   nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
   const Config& cfg = *host_.h2_config();
   const Http2Config& h = cfg.http2;
   nghttp2_option* opt;
@@ -251,6 +272,7 @@ void Http2Session::produce(std::string& out, std::size_t limit) {
   while (out.size() < limit) {
     const uint8_t* data = nullptr;
     ssize_t n = nghttp2_session_mem_send(session_, &data);
+    if (n < 0) failed_ = true;  // (out of memory, a callback failure: the connection ends)
     if (n <= 0) break;
     out.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
   }
@@ -267,7 +289,8 @@ bool Http2Session::wants_write() const {
 bool Http2Session::blocked() const {
   if (nghttp2_session_get_remote_window_size(session_) <= 0) return streams_ > 0;
   for (Stream* st : live_)
-    if (st->submitted && nghttp2_session_get_stream_remote_window_size(session_, st->id) <= 0)
+    if (st->submitted && st->body.kind != http::Body::Kind::kNone && !st->eof &&
+        nghttp2_session_get_stream_remote_window_size(session_, st->id) <= 0)
       return true;
   return false;
 }
@@ -324,15 +347,6 @@ int Http2Session::on_header(nghttp2_session*, const nghttp2_frame* f, const uint
   }
   std::string_view n(reinterpret_cast<const char*>(name), namelen);
   std::string_view v(reinterpret_cast<const char*>(value), valuelen);
-  if (n == "cookie" && st->cookie >= 0) {  // split crumbs go back into one field (RFC 9113 8.2.3)
-    Stream::Field& c = st->fields[static_cast<std::size_t>(st->cookie)];
-    std::string joined = st->store.substr(c.value, c.value_len);
-    auto at = static_cast<std::uint32_t>(st->store.size());
-    st->store.append(joined).append("; ").append(v);
-    c.value = at;
-    c.value_len = static_cast<std::uint32_t>(st->store.size() - at);
-    return 0;
-  }
   Stream::Field fd;
   fd.name = static_cast<std::uint32_t>(st->store.size());
   fd.name_len = static_cast<std::uint32_t>(namelen);
@@ -349,7 +363,7 @@ int Http2Session::on_header(nghttp2_session*, const nghttp2_frame* f, const uint
   else if (n == ":authority")
     st->authority = idx;
   else if (n == "cookie")
-    st->cookie = idx;
+    ++st->cookies;
   return 0;
 }
 
@@ -379,20 +393,30 @@ int Http2Session::on_data_chunk(nghttp2_session* session, uint8_t, int32_t id, c
     return 0;
   }
   st->body_in += len;
-  if (st->phase == Stream::Phase::kLimit && st->route && st->route->handler->streams()) {
-    // Before the proxy starts (a Redis decision): kept, credited once forwarded.
+  st->last_input_ms = self->w_.now_ms();
+  bool too_big = st->route && st->ex && st->body_in > st->route->max_body;
+  if (too_big && !st->submitted) {  // a body without Content-Length grew past max_body
+    if (st->proxying && st->proxy) st->proxy->abort();
+    st->proxying = false;
+    st->credit();
+    self->respond_error(*st, 413);
+  } else if (too_big && st->proxying) {  // the answer is on its way: the request is cut
+    st->proxy->abort();
+    st->proxying = false;
+    st->credit();
+    self->reset(*st, NGHTTP2_CANCEL);
+  } else if (!st->proxying && !st->submitted && st->route && st->route->handler->streams() &&
+             (st->phase == Stream::Phase::kLimit || st->phase == Stream::Phase::kCacheWait)) {
+    // Before the proxy starts (a Redis decision, a cache wait): kept, credited once forwarded.
     st->early.append(reinterpret_cast<const char*>(data), len);
     st->unconsumed += len;
     return 0;
-  }
-  if (st->proxying && st->proxy) {
+  } else if (st->proxying && st->proxy) {
     st->proxy->request_body(reinterpret_cast<const char*>(data), len);
     if (st->proxy->request_backlogged()) {
       st->unconsumed += len;  // credited when the upstream takes it (proxy_request_drained)
       return 0;
     }
-  } else if (!st->submitted && st->route && st->ex && st->body_in > st->route->max_body) {
-    self->respond_error(*st, 413);  // a body without Content-Length grew past max_body
   }
   nghttp2_session_consume(session, id, len);
   return 0;
@@ -410,6 +434,49 @@ int Http2Session::on_stream_close(nghttp2_session*, int32_t id, uint32_t, void* 
   }
   self->release(st);
   return 0;
+}
+
+int Http2Session::on_frame_send(nghttp2_session* session, const nghttp2_frame* f, void* user) {
+  auto* self = static_cast<Http2Session*>(user);
+  if (!(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+  if (f->hd.type != NGHTTP2_DATA && f->hd.type != NGHTTP2_HEADERS) return 0;
+  Stream* st = self->find(f->hd.stream_id);
+  // A complete response before the request's end (413, 429, an error): the client is asked to
+  // stop sending the rest (RFC 9113 8.1), instead of uploading into the void.
+  if (st && !st->end_stream && !st->proxying)
+    nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+  return 0;
+}
+
+std::uint64_t Http2Session::next_deadline(std::uint64_t body_timeout_ms) const {
+  std::uint64_t d = 0;
+  auto earliest = [&](std::uint64_t t) { d = d == 0 ? t : std::min(d, t); };
+  for (const Stream* st : live_) {
+    if (st->phase == Stream::Phase::kCacheWait) earliest(st->wait_since_ms + kCacheWaitMs);
+    if (!st->end_stream) earliest(st->last_input_ms + body_timeout_ms);
+  }
+  return d;
+}
+
+void Http2Session::expire(std::uint64_t now, std::uint64_t body_timeout_ms) {
+  std::vector<Stream*> open = live_;  // (a stream may be released meanwhile: checked by id)
+  for (Stream* st : open) {
+    if (std::find(live_.begin(), live_.end(), st) == live_.end()) continue;
+    if (st->phase == Stream::Phase::kCacheWait && now >= st->wait_since_ms + kCacheWaitMs) {
+      st->cache_ready();  // waited long enough: it fetches itself
+      continue;
+    }
+    if (st->end_stream || now < st->last_input_ms + body_timeout_ms) continue;
+    // The client stopped sending its request body (as HTTP/1.1's header_timeout between reads).
+    if (st->proxying && st->proxy) st->proxy->abort();
+    st->proxying = false;
+    st->credit();
+    if (!st->submitted)
+      respond_error(*st, 408);  // (then RST_STREAM NO_ERROR once it is sent: on_frame_send)
+    else
+      reset(*st, NGHTTP2_CANCEL);
+    st->last_input_ms = now;  // (once)
+  }
 }
 
 ssize_t Http2Session::read_body(nghttp2_session*, int32_t, uint8_t* out, size_t length,
@@ -452,6 +519,9 @@ ssize_t Http2Session::read_body(nghttp2_session*, int32_t, uint8_t* out, size_t 
         st->buf.clear();
         st->buf_off = 0;
         if (st->buf_end) *flags |= NGHTTP2_DATA_FLAG_EOF;
+      } else if (st->buf_off >= 64 * 1024) {  // bounded: what was sent goes
+        st->buf.erase(0, st->buf_off);
+        st->buf_off = 0;
       }
       if (was_high && st->buf.size() - st->buf_off <= kStreamHighWater && st->proxy)
         st->proxy->client_drained();  // the upstream may send more
@@ -462,6 +532,8 @@ ssize_t Http2Session::read_body(nghttp2_session*, int32_t, uint8_t* out, size_t 
       break;
   }
   st->bytes_out += n;
+  st->s->data_sent_ += n;
+  if (*flags & NGHTTP2_DATA_FLAG_EOF) st->eof = true;
   return static_cast<ssize_t>(n);
 }
 
@@ -495,12 +567,36 @@ void Http2Session::headers_done(Stream& st) {
     respond_error(st, req.method == http::Method::kConnect ? 405 : 400);
     return;
   }
+  // Split cookie crumbs go back into one field (RFC 9113 8.2.3), joined once here.
+  std::string_view cookie;
+  if (st.cookies > 1) {
+    std::size_t at = st.store.size(), need = 0;
+    for (const auto& f : st.fields)
+      if (st.name(f) == "cookie") need += f.value_len + 2;
+    st.store.reserve(at + need);  // (before any view is taken)
+    for (const auto& f : st.fields)
+      if (st.name(f) == "cookie") {
+        if (st.store.size() > at) st.store.append("; ");
+        st.store.append(st.value(f));
+      }
+    cookie = std::string_view(st.store.data() + at, st.store.size() - at);
+    method = st.pseudo(st.method);  // (the views taken above, again: the store may have moved)
+    target = st.pseudo(st.path);
+    req.method_name = method;
+    req.target = target;
+  }
+  if (!cookie.empty()) req.headers.add("cookie", cookie);
   std::string_view host;
+  int hosts = 0;
+  bool has_length = false;
   for (const auto& f : st.fields) {
     std::string_view n = st.name(f);
-    if (n.starts_with(':')) continue;
+    if (n.starts_with(':') || (n == "cookie" && !cookie.empty())) continue;
     req.headers.add(n, st.value(f));
-    if (n == "host" && host.empty()) host = st.value(f);
+    if (n == "host") {
+      host = st.value(f);
+      ++hosts;
+    }
     if (n == "content-length") {
       std::string_view v = st.value(f);
       std::uint64_t cl = 0;
@@ -510,12 +606,26 @@ void Http2Session::headers_done(Stream& st) {
         return;
       }
       req.content_length = cl;
+      has_length = true;
     }
   }
-  if (st.authority >= 0) host = st.pseudo(st.authority);
-  if (!host.empty() && !req.headers.find("host")) req.headers.add("Host", host);
+  if (st.authority >= 0) {
+    std::string_view authority = st.pseudo(st.authority);
+    // A host field that says something else is a malformed request (RFC 9113 8.3.1): one host
+    // routes, caches and goes upstream.
+    if (hosts > 1 || (hosts == 1 && !http::iequals(host, authority))) {
+      respond_error(st, 400);
+      return;
+    }
+    if (hosts == 0) req.headers.add("Host", authority);
+    host = authority;
+  } else if (hosts > 1) {
+    respond_error(st, 400);
+    return;
+  }
   req.host = host;
-  req.has_body = !st.end_stream;
+  req.has_body = !st.end_stream && !(has_length && req.content_length == 0);
+  st.last_input_ms = w_.now_ms();
   Staged staged = stage_request(w_, *st.cfg, *st.lc, ex, target, host_.h2_peer(), st.request_id);
   switch (staged.kind) {
     case Staged::Kind::kRedirect:
@@ -558,7 +668,7 @@ void Http2Session::after_limits(Stream& st) {
 
 void Http2Session::request_end(Stream& st) {
   if (st.proxying && st.proxy) {
-    st.proxy->request_body_end();
+    if (st.body_up) st.proxy->request_body_end();
     return;
   }
   if (st.phase == Stream::Phase::kBody && !st.submitted) dispatch(st);
@@ -585,6 +695,7 @@ void Http2Session::start_proxy(Stream& st) {
   if (ex.forward.cache_wait) {
     st.phase = Stream::Phase::kCacheWait;
     st.waiting_cache = true;
+    st.wait_since_ms = w_.now_ms();  // (at most 5 s, then it fetches itself: expire())
     w_.cache_wait(ex.forward.cache_key, &st);
     return;
   }
@@ -597,6 +708,7 @@ void Http2Session::start_proxy(Stream& st) {
   st.phase = Stream::Phase::kProxy;
   bool known_length = ex.req.headers.find("content-length") != nullptr;
   bool body = !st.end_stream || !st.early.empty();
+  st.body_up = body;
   st.proxy->start(ex, st.route, body, !known_length);
   if (!st.proxying) return;  // answered at once (no server)
   if (!st.early.empty()) {   // body bytes that came while the rate limit was decided
@@ -618,6 +730,7 @@ void Http2Session::respond(Stream& st) {
   if (st.submitted || !session_) return;
   st.submitted = true;
   st.phase = Stream::Phase::kResponse;
+  if (!st.proxying) st.credit();  // (a proxied head: the body may still be going up)
   http::Exchange& ex = *st.ex;
   const http::Response& r = ex.resp;
   st.status = r.status;
@@ -736,6 +849,7 @@ void Http2Session::reset(Stream& st, std::uint32_t code) {
 void Http2Session::release(Stream* st) {
   if (st->proxying && st->proxy) st->proxy->abort();
   st->proxying = false;
+  st->credit();  // (nghttp2 credits the connection for a closed stream's bytes too)
   if (st->ticket) st->ticket->waiter = nullptr;  // its reply finds nobody
   if (st->waiting_cache && st->ex) w_.cache_unwait(st->ex->forward.cache_key, st);
   if (st->ex) edge::release_exchange(w_, std::move(st->ex));

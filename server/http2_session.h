@@ -54,6 +54,13 @@ class Http2Session {
   bool wants_write() const;
   std::size_t open_streams() const { return streams_; }
   bool blocked() const;  // response data is waiting for the client's flow-control window
+  bool failed() const { return failed_; }
+  std::uint64_t data_sent() const { return data_sent_; }  // response bytes framed so far
+  // The streams' own clocks: a request body the client stopped sending (body_timeout_ms since its
+  // last bytes: 408 or reset), a cache wait past 5 s (it fetches itself). next_deadline: the
+  // earliest (0: none), on the worker's clock.
+  std::uint64_t next_deadline(std::uint64_t body_timeout_ms) const;
+  void expire(std::uint64_t now_ms, std::uint64_t body_timeout_ms);
   // Graceful stop or reload: GOAWAY with the last stream taken; the open ones finish.
   void shutdown();
   // Idle timeout, send timeout: GOAWAY with an error code, then the connection closes.
@@ -72,6 +79,7 @@ class Http2Session {
   static int on_data_chunk(nghttp2_session* s, uint8_t flags, int32_t id, const uint8_t* data,
                            size_t len, void* user);
   static int on_stream_close(nghttp2_session* s, int32_t id, uint32_t code, void* user);
+  static int on_frame_send(nghttp2_session* s, const nghttp2_frame* f, void* user);
   static ssize_t read_body(nghttp2_session* s, int32_t id, uint8_t* buf, size_t length,
                            uint32_t* flags, nghttp2_data_source* src, void* user);
 
@@ -94,7 +102,10 @@ class Http2Session {
   std::vector<std::unique_ptr<Stream>> spare_;
   std::vector<Stream*> live_;  // open streams (owned; freed or kept in spare_ by release())
   std::size_t streams_ = 0;
+  std::uint64_t data_sent_ = 0;
   bool shutting_down_ = false;
+  bool failed_ = false;
+  static constexpr std::uint64_t kCacheWaitMs = 5000;  // as HTTP/1.1 (nginx's cache_lock_timeout)
 };
 
 }  // namespace edge

@@ -14,6 +14,7 @@ floods whose ACKs are never read, a zero-window stall (also with PINGs keeping t
 client that reads nothing, an idle connection (GOAWAY), more streams than max_concurrent_streams
 (REFUSED_STREAM), and a body past max_body without content-length (413).  Stdlib only.
 """
+import json
 import os
 import select
 import socket
@@ -1039,6 +1040,93 @@ class Floods(FloodCase):
             self.assertEqual(st.status, 200, "the connection goes on")
             self.assertFalse(c.closed or c.goaway, c.frame_summary())
         self.attack(run)
+
+
+
+class StreamLifecycle(et.EdgeTestCase):
+    """Regressions from a review of the HTTP/2 codec: the request-body limit on proxied streams
+    without content-length, window credit given back when a stream is answered before its body
+    ends, :authority against host, and a request body the client stops sending (header_timeout)."""
+
+    listen = [{"address": "127.0.0.1:0", "h2c": "true"}]
+    server_opts = {"header_timeout": '"1s"'}
+
+    @classmethod
+    def setUpClass(cls):
+        import upstreamtest as ut
+        cls.ut = ut
+        cls.up = ut.Upstream("L").start()
+        try:
+            cls.routes = (ut.pool_toml("api", [cls.up.address])
+                          + ut.proxy_route("/api/", "api", strip_prefix="/api", max_body="10m")
+                          + ut.proxy_route("/small/", "api", strip_prefix="/small", max_body="1k")
+                          + et.default_routes("site"))
+            super().setUpClass()
+        except BaseException:
+            ut.stop_all([cls.up])
+            raise
+        cls.port = cls.edge.port_for("127.0.0.1", "http")
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.ut.stop_all([cls.up])
+
+    def conn(self, **kw):
+        c = H2Conn(self.port, tls=False, **kw)
+        self.addCleanup(c.close)
+        return c
+
+    def test_proxied_body_past_max_body_without_length_413(self):
+        c = self.conn()
+        sid = c.request("/small/echo", method="POST", end=False)
+        for _ in range(4):
+            c.send(data_frame(sid, b"x" * 1000))
+        st = c.response(sid)
+        self.assertEqual(st.status, 413, st)
+        self.assertEqual(c.response(c.request("/index.html")).status, 200, "the connection goes on")
+
+    def test_answers_before_the_body_end_give_the_window_back(self):
+        # Eight uploads answered before their bodies end (the upstream does not read them): every
+        # byte held back from the windows must be given back, or the connection's window (1 MiB)
+        # runs dry and the ninth upload never completes.
+        c = self.conn()
+        for i in range(8):
+            sid = c.request(f"/api/status?code=200&i={i}", method="POST", end=False,
+                            headers=[("content-type", "application/octet-stream")])
+            try:
+                c.send_data(sid, b"y" * (512 * 1024), end=True, timeout=5)
+            except AssertionError:
+                pass  # (the stream may be reset with NO_ERROR once answered)
+            st = c.response(sid, 10)
+            self.assertEqual(st.status, 200, st)
+        block = os.urandom(3 * 1024 * 1024)
+        sid = c.request("/api/echo", method="POST", end=False,
+                        headers=[("content-length", str(len(block)))])
+        c.send_data(sid, block, end=True, timeout=10)
+        st = c.response(sid, 10)
+        self.assertEqual(st.status, 200, st)
+        doc = json.loads(bytes(st.body))
+        self.assertEqual(doc["body_bytes"], len(block), doc)
+
+    def test_authority_and_host_must_agree(self):
+        c = self.conn()
+        st = c.response(c.request("/index.html", headers=[("host", "other.example")]))
+        self.assertEqual(st.status, 400, st)
+        st = c.response(c.request("/index.html", headers=[("host", "localhost")]))
+        self.assertEqual(st.status, 200, st)
+
+    def test_request_body_the_client_stops_sending_408(self):
+        c = self.conn()
+        sid = c.request("/api/echo", method="POST", end=False)
+        c.send(data_frame(sid, b"z" * 100))
+        t0 = time.monotonic()
+        st = c.response(sid, 6)
+        self.assertEqual(st.status, 408, st)
+        self.assertLess(time.monotonic() - t0, 4, "header_timeout is 1 s")
+        self.assertEqual(c.response(c.request("/index.html")).status, 200, "the connection goes on")
 
 
 if __name__ == "__main__":
