@@ -178,18 +178,15 @@ void Connection::check_timeout(std::uint64_t now_ms) {
       close();
       return;
     }
-    if (h2_wait_ == H2Wait::kNone && h2_->open_streams() > 0) {  // a stream's own clock
-      h2_->expire(now_ms, static_cast<std::uint64_t>(cfg_->server.header_timeout.count()));
-      h2_wait_ = H2Wait::kNone;
+    if (h2_->open_streams() > 0) {  // a stream's own clock
+      const ServerConfig& sc = cfg_->server;
+      h2_->expire(now_ms, static_cast<std::uint64_t>(sc.header_timeout.count()),
+                  static_cast<std::uint64_t>(sc.send_timeout.count()));
+      if (h2_->failed()) h2_failed_ = true;
       h2_pump();
       return;
     }
-    // Idle past keepalive_timeout: GOAWAY and close. Streams stalled on a window the client
-    // never opens (zero-window stall) for send_timeout: the same, with an error code.
-    if (h2_->open_streams() == 0)
-      h2_->shutdown();
-    else
-      h2_->terminate(NGHTTP2_ENHANCE_YOUR_CALM);
+    h2_->shutdown();  // idle past keepalive_timeout: GOAWAY and close
     h2_failed_ = true;
     h2_pump();
     return;
@@ -1323,7 +1320,7 @@ void Connection::h2_pump() {
     h2_->produce(out_, kOutHighWater);
     if (!output_pending()) break;
     if (!flush()) {  // the socket is full (on_writable goes on), or the connection closed
-      h2_wait_ = H2Wait::kNone;  // (flush armed send_timeout; the next pump re-arms by state)
+      h2_wait_ = H2Wait::kNone;  // (flush armed send_timeout; the next pump re-arms)
       if (phase_ != Phase::kClosed) update_poll();
       return;
     }
@@ -1338,21 +1335,18 @@ void Connection::h2_pump() {
   }
   // The clock starts when the connection becomes idle, or when its streams become stuck on the
   // client's flow-control window; frames the client sends meanwhile (PINGs) do not move it.
-  // A stuck stream's clock restarts when response bytes went out since the last pump.
+  // Idle: keepalive_timeout from the moment it became idle (frames such as PINGs do not move
+  // it). Streams at work: their own clocks (request bodies, cache waits, stuck responses).
   const ServerConfig& sc = cfg_->server;
-  H2Wait wait = h2_->open_streams() == 0 ? H2Wait::kIdle
-                : h2_->blocked()         ? H2Wait::kBlocked
-                                         : H2Wait::kNone;
-  bool progressed = h2_->data_sent() != h2_data_mark_;
-  h2_data_mark_ = h2_->data_sent();
-  if (wait == H2Wait::kIdle) {
+  h2_->observe(w_.now_ms());
+  if (h2_->open_streams() == 0) {
     if (h2_wait_ != H2Wait::kIdle) expire_in(sc.keepalive_timeout);
-  } else if (wait == H2Wait::kBlocked) {
-    if (h2_wait_ != H2Wait::kBlocked || progressed) expire_in(sc.send_timeout);
-  } else {  // streams at work: their own clocks (request bodies, cache waits)
-    deadline_ms_ = h2_->next_deadline(static_cast<std::uint64_t>(sc.header_timeout.count()));
+    h2_wait_ = H2Wait::kIdle;
+  } else {
+    h2_wait_ = H2Wait::kNone;
+    deadline_ms_ = h2_->next_deadline(static_cast<std::uint64_t>(sc.header_timeout.count()),
+                                      static_cast<std::uint64_t>(sc.send_timeout.count()));
   }
-  h2_wait_ = wait;
   if (out_.empty() && out_.capacity()) w_.give_output(out_);
   update_poll();
 }

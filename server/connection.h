@@ -136,9 +136,8 @@ class Connection : public ProxyClient, public LimitWaiter, public CacheWaiter, p
   bool h2_checked_ = false;  // the protocol was chosen
   bool h2_failed_ = false;   // a connection error: send what is queued (GOAWAY), then close
   bool wake_queued_ = false;
-  enum class H2Wait : unsigned char { kNone, kIdle, kBlocked };
-  H2Wait h2_wait_ = H2Wait::kNone;  // what the deadline is counting
-  std::uint64_t h2_data_mark_ = 0;  // h2_->data_sent() at the last pump
+  enum class H2Wait : unsigned char { kNone, kIdle };
+  H2Wait h2_wait_ = H2Wait::kNone;  // kIdle: the deadline counts keepalive_timeout
 
   Worker& w_;
   std::shared_ptr<const Config> cfg_;  // the snapshot this connection's exchange uses

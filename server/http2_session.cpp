@@ -56,9 +56,11 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   bool end_stream = false;
   bool body_up = false;  // the proxy was started with a body following
   std::string early;     // body bytes held until the proxy starts (rate limit, cache wait)
-  std::uint64_t last_input_ms = 0;  // the request's last bytes (headers, DATA): its body clock
-  std::uint64_t wait_since_ms = 0;  // kCacheWait: since when
-  int cookies = 0;                  // cookie fields (joined once the head is complete)
+  std::uint64_t last_input_ms = 0;     // the request's last bytes (headers, DATA): its body clock
+  std::uint64_t blocked_since_ms = 0;  // response data waiting on the client's window since
+  std::uint64_t blocked_mark = 0;      // bytes_out then (progress restarts the clock)
+  std::uint64_t wait_since_ms = 0;     // kCacheWait: since when
+  int cookies = 0;                     // cookie fields (joined once the head is complete)
   std::uint64_t body_in = 0;
   std::size_t unconsumed = 0;  // DATA bytes not yet credited back (a backlogged upstream)
 
@@ -95,7 +97,7 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
     end_stream = false;
     body_up = false;
     early.clear();
-    last_input_ms = wait_since_ms = 0;
+    last_input_ms = wait_since_ms = blocked_since_ms = blocked_mark = 0;
     cookies = 0;
     body_in = 0;
     unconsumed = 0;
@@ -119,6 +121,7 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   std::string_view pseudo(std::int32_t i) const {
     return i < 0 ? std::string_view{} : value(fields[static_cast<std::size_t>(i)]);
   }
+  bool sending_blocked() const;  // response data waits on the client's flow-control window
   void resume() {
     if (deferred && s->session_) {
       deferred = false;
@@ -171,6 +174,7 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   }
   bool proxy_upgraded() override { return false; }  // (no Upgrade in HTTP/2)
   void proxy_request_drained() override {
+    last_input_ms = s->w_.now_ms();  // (the client waited on our window, not the reverse)
     if (unconsumed && s->session_) {
       nghttp2_session_consume(s->session_, id, unconsumed);
       unconsumed = 0;
@@ -286,15 +290,6 @@ bool Http2Session::wants_write() const {
   return nghttp2_session_want_write(session_) != 0;
 }
 
-bool Http2Session::blocked() const {
-  if (nghttp2_session_get_remote_window_size(session_) <= 0) return streams_ > 0;
-  for (Stream* st : live_)
-    if (st->submitted && st->body.kind != http::Body::Kind::kNone && !st->eof &&
-        nghttp2_session_get_stream_remote_window_size(session_, st->id) <= 0)
-      return true;
-  return false;
-}
-
 void Http2Session::shutdown() {
   if (shutting_down_) return;
   shutting_down_ = true;
@@ -324,6 +319,7 @@ int Http2Session::on_begin_headers(nghttp2_session* session, const nghttp2_frame
   Stream* st = sp.release();  // owned through live_ until release()
   st->s = self;
   st->id = f->hd.stream_id;
+  st->last_input_ms = self->w_.now_ms();  // (a header block must complete within header_timeout)
   st->cfg = self->host_.h2_config();
   st->lc = &self->host_.h2_listener();
   self->live_.push_back(st);
@@ -448,25 +444,68 @@ int Http2Session::on_frame_send(nghttp2_session* session, const nghttp2_frame* f
   return 0;
 }
 
-std::uint64_t Http2Session::next_deadline(std::uint64_t body_timeout_ms) const {
+bool Http2Session::Stream::sending_blocked() const {
+  if (!submitted || body.kind == http::Body::Kind::kNone || eof || !s->session_) return false;
+  return nghttp2_session_get_stream_remote_window_size(s->session_, id) <= 0 ||
+         nghttp2_session_get_remote_window_size(s->session_) <= 0;
+}
+
+void Http2Session::observe(std::uint64_t now) {
+  for (Stream* st : live_) {
+    if (!st->sending_blocked()) {
+      st->blocked_since_ms = 0;
+    } else if (st->blocked_since_ms == 0 || st->bytes_out != st->blocked_mark) {
+      st->blocked_since_ms = now;  // stuck from now (or again, after some progress)
+      st->blocked_mark = st->bytes_out;
+    }
+  }
+}
+
+// A stream's request body clock runs while the client owes bytes it can send (not while it waits
+// for window we hold back for a slow upstream).
+static bool body_clock(const Http2Session::Stream& st) {
+  return !st.end_stream && st.unconsumed == 0;
+}
+
+std::uint64_t Http2Session::next_deadline(std::uint64_t body_timeout_ms,
+                                          std::uint64_t send_timeout_ms) const {
   std::uint64_t d = 0;
   auto earliest = [&](std::uint64_t t) { d = d == 0 ? t : std::min(d, t); };
   for (const Stream* st : live_) {
     if (st->phase == Stream::Phase::kCacheWait) earliest(st->wait_since_ms + kCacheWaitMs);
-    if (!st->end_stream) earliest(st->last_input_ms + body_timeout_ms);
+    if (body_clock(*st)) earliest(st->last_input_ms + body_timeout_ms);
+    if (st->blocked_since_ms) earliest(st->blocked_since_ms + send_timeout_ms);
   }
   return d;
 }
 
-void Http2Session::expire(std::uint64_t now, std::uint64_t body_timeout_ms) {
-  std::vector<Stream*> open = live_;  // (a stream may be released meanwhile: checked by id)
+void Http2Session::expire(std::uint64_t now, std::uint64_t body_timeout_ms,
+                          std::uint64_t send_timeout_ms) {
+  std::vector<Stream*> open = live_;  // (release only happens inside nghttp2's calls, not here)
   for (Stream* st : open) {
-    if (std::find(live_.begin(), live_.end(), st) == live_.end()) continue;
+    if (!st->ex) {  // a header block left unfinished blocks the whole connection
+      if (now >= st->last_input_ms + body_timeout_ms) {
+        nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+        failed_ = true;
+        return;
+      }
+      continue;
+    }
     if (st->phase == Stream::Phase::kCacheWait && now >= st->wait_since_ms + kCacheWaitMs) {
       st->cache_ready();  // waited long enough: it fetches itself
       continue;
     }
-    if (st->end_stream || now < st->last_input_ms + body_timeout_ms) continue;
+    if (st->blocked_since_ms && now >= st->blocked_since_ms + send_timeout_ms) {
+      // Its response waits on a window the client does not open (zero-window stall): this
+      // stream goes, with its upstream; the others go on.
+      if (st->proxying && st->proxy) st->proxy->abort();
+      st->proxying = false;
+      st->credit();
+      st->blocked_since_ms = 0;
+      reset(*st, NGHTTP2_CANCEL);
+      continue;
+    }
+    if (!body_clock(*st) || now < st->last_input_ms + body_timeout_ms) continue;
     // The client stopped sending its request body (as HTTP/1.1's header_timeout between reads).
     if (st->proxying && st->proxy) st->proxy->abort();
     st->proxying = false;
@@ -475,7 +514,7 @@ void Http2Session::expire(std::uint64_t now, std::uint64_t body_timeout_ms) {
       respond_error(*st, 408);  // (then RST_STREAM NO_ERROR once it is sent: on_frame_send)
     else
       reset(*st, NGHTTP2_CANCEL);
-    st->last_input_ms = now;  // (once)
+    st->last_input_ms = now;  // (if the client still says nothing, the next expiry resets it)
   }
 }
 
@@ -519,8 +558,8 @@ ssize_t Http2Session::read_body(nghttp2_session*, int32_t, uint8_t* out, size_t 
         st->buf.clear();
         st->buf_off = 0;
         if (st->buf_end) *flags |= NGHTTP2_DATA_FLAG_EOF;
-      } else if (st->buf_off >= 64 * 1024) {  // bounded: what was sent goes
-        st->buf.erase(0, st->buf_off);
+      } else if (st->buf_off >= 64 * 1024 && st->buf_off >= st->buf.size() / 2) {
+        st->buf.erase(0, st->buf_off);  // bounded: what was sent goes
         st->buf_off = 0;
       }
       if (was_high && st->buf.size() - st->buf_off <= kStreamHighWater && st->proxy)
@@ -532,7 +571,6 @@ ssize_t Http2Session::read_body(nghttp2_session*, int32_t, uint8_t* out, size_t 
       break;
   }
   st->bytes_out += n;
-  st->s->data_sent_ += n;
   if (*flags & NGHTTP2_DATA_FLAG_EOF) st->eof = true;
   return static_cast<ssize_t>(n);
 }
@@ -552,6 +590,7 @@ void Http2Session::headers_done(Stream& st) {
   req.tls = host_.h2_tls();
   req.version_minor = 1;  // HTTP/1.1 semantics for everything downstream
   req.h2 = true;
+  st.last_input_ms = w_.now_ms();
   w_.make_request_id(st.request_id);
   req.request_id = std::string_view(st.request_id, 16);
   if (st.head_error) {

@@ -53,14 +53,15 @@ class Http2Session {
   bool done() const;  // nothing more to read or write: close the connection
   bool wants_write() const;
   std::size_t open_streams() const { return streams_; }
-  bool blocked() const;  // response data is waiting for the client's flow-control window
   bool failed() const { return failed_; }
-  std::uint64_t data_sent() const { return data_sent_; }  // response bytes framed so far
-  // The streams' own clocks: a request body the client stopped sending (body_timeout_ms since its
-  // last bytes: 408 or reset), a cache wait past 5 s (it fetches itself). next_deadline: the
-  // earliest (0: none), on the worker's clock.
-  std::uint64_t next_deadline(std::uint64_t body_timeout_ms) const;
-  void expire(std::uint64_t now_ms, std::uint64_t body_timeout_ms);
+  // The streams' own clocks: a request body (or header block) the client stopped sending
+  // (body_timeout_ms since its last bytes: 408, a reset, or GOAWAY for a header block), a cache
+  // wait past 5 s (it fetches itself), a response stuck on a window the client does not open
+  // (send_timeout_ms without progress: that stream is reset). observe(): after each pump, notes
+  // which responses are stuck. next_deadline: the earliest (0: none), on the worker's clock.
+  void observe(std::uint64_t now_ms);
+  std::uint64_t next_deadline(std::uint64_t body_timeout_ms, std::uint64_t send_timeout_ms) const;
+  void expire(std::uint64_t now_ms, std::uint64_t body_timeout_ms, std::uint64_t send_timeout_ms);
   // Graceful stop or reload: GOAWAY with the last stream taken; the open ones finish.
   void shutdown();
   // Idle timeout, send timeout: GOAWAY with an error code, then the connection closes.
@@ -102,7 +103,6 @@ class Http2Session {
   std::vector<std::unique_ptr<Stream>> spare_;
   std::vector<Stream*> live_;  // open streams (owned; freed or kept in spare_ by release())
   std::size_t streams_ = 0;
-  std::uint64_t data_sent_ = 0;
   bool shutting_down_ = false;
   bool failed_ = false;
   static constexpr std::uint64_t kCacheWaitMs = 5000;  // as HTTP/1.1 (nginx's cache_lock_timeout)
