@@ -36,6 +36,14 @@ constexpr std::size_t kOutHighWater = 256 * 1024;  // stop taking pipelined requ
 constexpr std::uint64_t kLingerMs = 2000;
 constexpr std::string_view kTextPlain = "text/plain; charset=utf-8";
 
+// Sets a flag for a scope (callbacks must not re-enter process() or the HTTP/2 pump).
+struct FlagGuard {
+  bool& flag;
+  bool was;
+  explicit FlagGuard(bool& f) : flag(f), was(f) { f = true; }
+  ~FlagGuard() { flag = was; }
+};
+
 }  // namespace
 
 Connection::Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener)
@@ -626,12 +634,7 @@ bool Connection::parse_head(std::size_t head_len) {
 }
 
 void Connection::process() {
-  struct Guard {
-    bool& flag;
-    bool was;
-    explicit Guard(bool& f) : flag(f), was(f) { f = true; }
-    ~Guard() { flag = was; }
-  } guard(processing_);
+  FlagGuard guard(processing_);
   if (phase_ == Phase::kH2) {
     process_h2();
     return;
@@ -809,16 +812,8 @@ void Connection::serialize_head(const routes::Route* route) {
     o.append(r.location);
   }
   if (r.content_range) {
-    o.append("\r\nContent-Range: bytes ");
-    if (r.range_unsatisfied) {
-      o.push_back('*');
-    } else {
-      http::append_number(o, r.range_first);
-      o.push_back('-');
-      http::append_number(o, r.range_last);
-    }
-    o.push_back('/');
-    http::append_number(o, r.range_total);
+    o.append("\r\nContent-Range: ");
+    r.append_content_range(o);
   }
   for (const http::HeaderField& f : r.headers) {
     o.append("\r\n");
@@ -1309,12 +1304,7 @@ void Connection::process_h2() {
 
 void Connection::h2_pump() {
   if (phase_ != Phase::kH2) return;
-  struct Guard {
-    bool& flag;
-    bool was;
-    explicit Guard(bool& f) : flag(f), was(f) { f = true; }
-    ~Guard() { flag = was; }
-  } guard(processing_);
+  FlagGuard guard(processing_);
   for (int round = 0; round < 64; ++round) {
     if (out_.capacity() < 1024) w_.take_output(out_);
     h2_->produce(out_, kOutHighWater);

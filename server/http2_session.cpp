@@ -837,16 +837,7 @@ void Http2Session::respond(Stream& st) {
   if (!r.location.empty()) put("location", stable(r.location));
   if (r.content_range) {
     std::size_t at = o.size();
-    o.append("bytes ");
-    if (r.range_unsatisfied) {
-      o.push_back('*');
-    } else {
-      http::append_number(o, r.range_first);
-      o.push_back('-');
-      http::append_number(o, r.range_last);
-    }
-    o.push_back('/');
-    http::append_number(o, r.range_total);
+    r.append_content_range(o);
     put("content-range", std::string_view(o.data() + at, o.size() - at), true);
   }
   for (const http::HeaderField& f : r.headers)

@@ -14,6 +14,7 @@
 #include "server/http/date.h"
 #include "server/http/headers.h"
 #include "server/http/method.h"
+#include "server/http/token.h"
 #include "server/http/upstream.h"
 
 namespace edge::http {
@@ -77,6 +78,20 @@ struct Response {
   std::uint64_t range_first = 0, range_last = 0, range_total = 0;
   bool range_unsatisfied = false;  // "bytes */total"
   bool close = false;              // close the connection after this response
+
+  // The value of Content-Range ("bytes 0-99/1000", "bytes */1000"), appended to out.
+  void append_content_range(std::string& out) const {
+    out.append("bytes ");
+    if (range_unsatisfied) {
+      out.push_back('*');
+    } else {
+      append_number(out, range_first);
+      out.push_back('-');
+      append_number(out, range_last);
+    }
+    out.push_back('/');
+    append_number(out, range_total);
+  }
 
   void reset() {
     status = 200;
