@@ -153,8 +153,7 @@ void Connection::close() {
   proxying_ = streaming_ = false;
   stats_->at(w_.id()).closed.add();
   w_.unlink(this);
-  if (buf_ && !big_buf_) w_.give_buffer(std::move(buf_));
-  buf_.reset();
+  drop_read_buffer();
   body_ = http::Body{};
   release_exchange();
   uv_poll_stop(&poll_);
@@ -200,8 +199,6 @@ void Connection::check_timeout(std::uint64_t now_ms) {
     return;
   }
   if (phase_ == Phase::kCacheWait) {  // waited long enough: fetch it ourselves
-    w_.cache_unwait(ex_->forward.cache_key, this);
-    ex_->cache_waited = true;
     cache_ready();
     return;
   }
@@ -222,6 +219,13 @@ void Connection::check_timeout(std::uint64_t now_ms) {
   } else {
     close();  // idle keep-alive
   }
+}
+
+void Connection::drop_read_buffer() {
+  if (!buf_) return;
+  if (!big_buf_) w_.give_buffer(std::move(buf_));  // (a grown one is freed)
+  buf_.reset();
+  start_ = end_ = 0;
 }
 
 bool Connection::make_room() {
@@ -562,7 +566,6 @@ void Connection::refresh_config() {
   for (std::size_t i = 0; i < now->listeners.size(); ++i) {
     const ListenConfig& l = now->listeners[i];
     if (l.stats == mine.stats && (l.tls != nullptr) == (tls_ != nullptr)) {  // (the same key)
-      if (counted_ && now->conns_per_ip != cfg_->conns_per_ip) return;  // (always carried over)
       listener_ = static_cast<unsigned>(i);
       cfg_ = now;
       return;
@@ -701,11 +704,7 @@ void Connection::process() {
       return;
     }
     if (phase_ == Phase::kHead && start_ == end_) {
-      if (buf_) {
-        if (!big_buf_) w_.give_buffer(std::move(buf_));
-        buf_.reset();
-        start_ = end_ = 0;
-      }
+      drop_read_buffer();
       if (out_.empty() && out_.capacity()) w_.give_output(out_);
       if (close_when_idle_) {
         close();
@@ -1167,6 +1166,7 @@ void Connection::proxy_fail(int status) {
 
 void Connection::cache_ready() {
   if (phase_ != Phase::kCacheWait) return;
+  w_.cache_unwait(ex_->forward.cache_key, this);  // (from the timeout; a no-op when woken)
   phase_ = Phase::kHead;
   ex_->cache_waited = true;  // a miss now fetches without waiting again
   start_proxy();  // the route again: a hit now, or this request leads (or waits once more)
@@ -1294,11 +1294,7 @@ void Connection::process_h2() {
   }
   if (!ok) h2_failed_ = true;
   if (phase_ != Phase::kH2) return;
-  if (buf_ && start_ == end_) {
-    if (!big_buf_) w_.give_buffer(std::move(buf_));
-    buf_.reset();
-    start_ = end_ = 0;
-  }
+  if (start_ == end_) drop_read_buffer();
   h2_pump();
 }
 
@@ -1323,8 +1319,6 @@ void Connection::h2_pump() {
     start_linger();  // (what the client still sends is drained, so it reads our GOAWAY)
     return;
   }
-  // The clock starts when the connection becomes idle, or when its streams become stuck on the
-  // client's flow-control window; frames the client sends meanwhile (PINGs) do not move it.
   // Idle: keepalive_timeout from the moment it became idle (frames such as PINGs do not move
   // it). Streams at work: their own clocks (request bodies, cache waits, stuck responses).
   const ServerConfig& sc = cfg_->server;

@@ -87,9 +87,10 @@ class Connection : public ProxyClient, public LimitWaiter, public CacheWaiter, p
 
   void on_readable();
   void on_tls_readable();
-  bool make_room();        // room at the end of the read buffer; false when there is none
-  void note_input();       // request bytes arrived: start the head's clock
-  bool refill_from_tls();  // decrypted bytes into the read buffer; true when some came
+  bool make_room();         // room at the end of the read buffer; false when there is none
+  void drop_read_buffer();  // back to the worker (an idle connection holds none)
+  void note_input();        // request bytes arrived: start the head's clock
+  bool refill_from_tls();   // decrypted bytes into the read buffer; true when some came
   bool output_pending() const;
   bool flush_tls();
   bool write_tls_out();

@@ -24,12 +24,6 @@ namespace {
 
 constexpr std::size_t kStreamHighWater = 256 * 1024;  // proxied bytes queued per stream
 
-bool hop_by_hop(std::string_view name) {
-  return http::iequals(name, "connection") || http::iequals(name, "keep-alive") ||
-         http::iequals(name, "proxy-connection") || http::iequals(name, "transfer-encoding") ||
-         http::iequals(name, "upgrade");
-}
-
 }  // namespace
 
 struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public CacheWaiter {
@@ -135,6 +129,12 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
     if (unconsumed && s->session_) nghttp2_session_consume(s->session_, id, unconsumed);
     unconsumed = 0;
   }
+  // The request is over for the upstream (answered here, timed out, too large, gone).
+  void drop_upstream() {
+    if (proxying && proxy) proxy->abort();
+    proxying = false;
+    credit();
+  }
 
   // ProxyClient
   bool proxy_head() override {
@@ -175,10 +175,7 @@ struct Http2Session::Stream : public ProxyClient, public LimitWaiter, public Cac
   bool proxy_upgraded() override { return false; }  // (no Upgrade in HTTP/2)
   void proxy_request_drained() override {
     last_input_ms = s->w_.now_ms();  // (the client waited on our window, not the reverse)
-    if (unconsumed && s->session_) {
-      nghttp2_session_consume(s->session_, id, unconsumed);
-      unconsumed = 0;
-    }
+    credit();                        // (nothing is held in `early` once the proxy runs)
     s->host_.h2_wake();
   }
   // LimitWaiter
@@ -298,10 +295,6 @@ void Http2Session::shutdown() {
                         nullptr, 0);
 }
 
-void Http2Session::terminate(std::uint32_t code) {
-  nghttp2_session_terminate_session(session_, code);
-}
-
 // ---- nghttp2 callbacks ----------------------------------------------------------------------
 
 int Http2Session::on_begin_headers(nghttp2_session* session, const nghttp2_frame* f, void* user) {
@@ -392,14 +385,10 @@ int Http2Session::on_data_chunk(nghttp2_session* session, uint8_t, int32_t id, c
   st->last_input_ms = self->w_.now_ms();
   bool too_big = st->route && st->ex && st->body_in > st->route->max_body;
   if (too_big && !st->submitted) {  // a body without Content-Length grew past max_body
-    if (st->proxying && st->proxy) st->proxy->abort();
-    st->proxying = false;
-    st->credit();
+    st->drop_upstream();
     self->respond_error(*st, 413);
   } else if (too_big && st->proxying) {  // the answer is on its way: the request is cut
-    st->proxy->abort();
-    st->proxying = false;
-    st->credit();
+    st->drop_upstream();
     self->reset(*st, NGHTTP2_CANCEL);
   } else if (!st->proxying && !st->submitted && st->route && st->route->handler->streams() &&
              (st->phase == Stream::Phase::kLimit || st->phase == Stream::Phase::kCacheWait)) {
@@ -425,8 +414,8 @@ int Http2Session::on_stream_close(nghttp2_session*, int32_t id, uint32_t, void* 
   if (st->ex) {
     if (st->submitted)
       self->finished(*st);
-    else if (st->ex->req.request_id.size())
-      record_exchange(self->w_, st->route, *st->ex, 499, 0, st->body_in);  // the client gave up
+    else  // the client gave up
+      record_exchange(self->w_, st->route, *st->ex, 499, 0, st->body_in);
   }
   self->release(st);
   return 0;
@@ -498,18 +487,14 @@ void Http2Session::expire(std::uint64_t now, std::uint64_t body_timeout_ms,
     if (st->blocked_since_ms && now >= st->blocked_since_ms + send_timeout_ms) {
       // Its response waits on a window the client does not open (zero-window stall): this
       // stream goes, with its upstream; the others go on.
-      if (st->proxying && st->proxy) st->proxy->abort();
-      st->proxying = false;
-      st->credit();
+      st->drop_upstream();
       st->blocked_since_ms = 0;
       reset(*st, NGHTTP2_CANCEL);
       continue;
     }
     if (!body_clock(*st) || now < st->last_input_ms + body_timeout_ms) continue;
     // The client stopped sending its request body (as HTTP/1.1's header_timeout between reads).
-    if (st->proxying && st->proxy) st->proxy->abort();
-    st->proxying = false;
-    st->credit();
+    st->drop_upstream();
     if (!st->submitted)
       respond_error(*st, 408);  // (then RST_STREAM NO_ERROR once it is sent: on_frame_send)
     else
@@ -597,6 +582,20 @@ void Http2Session::headers_done(Stream& st) {
     respond_error(st, st.head_error);
     return;
   }
+  // Split cookie crumbs go back into one field (RFC 9113 8.2.3), joined once here.
+  std::string_view cookie;
+  if (st.cookies > 1) {
+    std::size_t at = st.store.size(), need = 0;
+    for (const auto& f : st.fields)
+      if (st.name(f) == "cookie") need += f.value_len + 2;
+    st.store.reserve(at + need);  // (the store is final before any view is taken)
+    for (const auto& f : st.fields)
+      if (st.name(f) == "cookie") {
+        if (st.store.size() > at) st.store.append("; ");
+        st.store.append(st.value(f));
+      }
+    cookie = std::string_view(st.store.data() + at, st.store.size() - at);
+  }
   std::string_view method = st.pseudo(st.method);
   std::string_view target = st.pseudo(st.path);
   req.method = http::parse_method(method);
@@ -605,24 +604,6 @@ void Http2Session::headers_done(Stream& st) {
   if (req.method == http::Method::kConnect || !target.starts_with("/")) {
     respond_error(st, req.method == http::Method::kConnect ? 405 : 400);
     return;
-  }
-  // Split cookie crumbs go back into one field (RFC 9113 8.2.3), joined once here.
-  std::string_view cookie;
-  if (st.cookies > 1) {
-    std::size_t at = st.store.size(), need = 0;
-    for (const auto& f : st.fields)
-      if (st.name(f) == "cookie") need += f.value_len + 2;
-    st.store.reserve(at + need);  // (before any view is taken)
-    for (const auto& f : st.fields)
-      if (st.name(f) == "cookie") {
-        if (st.store.size() > at) st.store.append("; ");
-        st.store.append(st.value(f));
-      }
-    cookie = std::string_view(st.store.data() + at, st.store.size() - at);
-    method = st.pseudo(st.method);  // (the views taken above, again: the store may have moved)
-    target = st.pseudo(st.path);
-    req.method_name = method;
-    req.target = target;
   }
   if (!cookie.empty()) req.headers.add("cookie", cookie);
   std::string_view host;
@@ -841,7 +822,7 @@ void Http2Session::respond(Stream& st) {
     put("content-range", std::string_view(o.data() + at, o.size() - at), true);
   }
   for (const http::HeaderField& f : r.headers)
-    if (!hop_by_hop(f.name)) put(lower(f.name), copy(f.value));
+    if (!routes::is_hop_by_hop(f.name)) put(lower(f.name), copy(f.value));
   if (st.route)
     for (const auto& [name, value] : ex.req.tls ? st.route->h2_tls : st.route->h2_plain)
       put(name, value);
@@ -877,9 +858,7 @@ void Http2Session::reset(Stream& st, std::uint32_t code) {
 }
 
 void Http2Session::release(Stream* st) {
-  if (st->proxying && st->proxy) st->proxy->abort();
-  st->proxying = false;
-  st->credit();  // (nghttp2 credits the connection for a closed stream's bytes too)
+  st->drop_upstream();  // (its held-back bytes are credited: nghttp2 would not, once closed)
   if (st->ticket) st->ticket->waiter = nullptr;  // its reply finds nobody
   if (st->waiting_cache && st->ex) w_.cache_unwait(st->ex->forward.cache_key, st);
   if (st->ex) edge::release_exchange(w_, std::move(st->ex));

@@ -64,8 +64,6 @@ class Http2Session {
   void expire(std::uint64_t now_ms, std::uint64_t body_timeout_ms, std::uint64_t send_timeout_ms);
   // Graceful stop or reload: GOAWAY with the last stream taken; the open ones finish.
   void shutdown();
-  // Idle timeout, send timeout: GOAWAY with an error code, then the connection closes.
-  void terminate(std::uint32_t code);
 
   struct Stream;
 
