@@ -335,6 +335,16 @@ class Loader {
     return l;
   }
 
+  // A bearer token ([admin] token, cache_purge token): sent in an Authorization field, so no
+  // spaces or control characters. `what` names it in the error.
+  std::string bearer_token(const toml::node& n, const std::string& what) const {
+    std::string token = str(n, "token");
+    for (char c : token)
+      if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+        fail(n, what + " must not contain spaces or control characters");
+    return token;
+  }
+
   // l.address ("host:port", "[v6]:port") into l.host, l.port, l.ipv6.
   void parse_address(const toml::node& n, ListenConfig& l) const {
     std::string_view a = l.address;
@@ -380,12 +390,7 @@ class Loader {
       at = n;
     }
     parse_address(*at, l);
-    if (auto* n = t.get("token")) {
-      token = str(*n, "token");
-      for (char c : token)
-        if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
-          fail(*n, "token must not contain spaces or control characters");
-    }
+    if (auto* n = t.get("token")) token = bearer_token(*n, "token");
     return l;
   }
 
@@ -1060,13 +1065,11 @@ class Loader {
       std::string token;
       if (purge->is_table()) {
         check_keys(*purge->as_table(), "cache_purge", {"token"});
-        if (auto* tk = purge->as_table()->get("token")) token = str(*tk, "token");
+        if (auto* tk = purge->as_table()->get("token"))
+          token = bearer_token(*tk, "cache_purge: the token");
       } else if (!boolean(*purge, "cache_purge")) {
         fail(*purge, "cache_purge = false makes no route; remove it");
       }
-      for (char c : token)
-        if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
-          fail(*purge, "cache_purge: the token must not contain spaces or control characters");
       r.handler = std::make_unique<routes::CachePurgeHandler>(cache_store, token);
     } else if (auto* proxy = t.get("proxy")) {
       routes::ProxyOptions o;
@@ -1291,12 +1294,21 @@ std::string route_label(const routes::Route& r) {
   return s;
 }
 
-// What outlives a reload (see load_config).
-void carry_over(const Config& prev, Config& cfg, std::vector<std::string>& warnings) {
-  cfg.generation = prev.generation + 1;
-  cfg.conns_per_ip = prev.conns_per_ip;
-  if (prev.limiter && prev.rate_limit.max_keys == cfg.rate_limit.max_keys)
-    cfg.limiter = prev.limiter;
+// A reload: the settings that need a restart keep their running values (with a warning). Before
+// the routes, whose handlers size their per-worker state by the worker count.
+void keep_restart_only(const Config& prev, Config& cfg, std::vector<std::string>& warnings) {
+  if (cfg.server.workers != prev.server.workers) {
+    warnings.push_back("[server] workers = " + std::to_string(cfg.server.workers) +
+                       " needs a restart; " + std::to_string(prev.server.workers) +
+                       " keep running");
+    cfg.server.workers = prev.server.workers;
+  }
+  if (cfg.server.pid_file != prev.server.pid_file) {
+    warnings.push_back("[server] pid_file needs a restart; " +
+                       (prev.server.pid_file.empty() ? std::string("none") : prev.server.pid_file) +
+                       " stays");
+    cfg.server.pid_file = prev.server.pid_file;
+  }
   if (cfg.log.access != prev.log.access || cfg.log.error != prev.log.error) {
     warnings.push_back("[log] access/error destinations need a restart; the running ones stay");
     cfg.log.access = prev.log.access;
@@ -1312,6 +1324,14 @@ void carry_over(const Config& prev, Config& cfg, std::vector<std::string>& warni
     a.redis_port = b.redis_port;
     a.redis_db = b.redis_db;
   }
+}
+
+// A reload: what outlives it (see load_config).
+void carry_over(const Config& prev, Config& cfg) {
+  cfg.generation = prev.generation + 1;
+  cfg.conns_per_ip = prev.conns_per_ip;
+  if (prev.limiter && prev.rate_limit.max_keys == cfg.rate_limit.max_keys)
+    cfg.limiter = prev.limiter;
   // Health: a server that stays (same pool, same address) keeps its verdicts and failure counts.
   for (const auto& pool : cfg.upstreams)
     for (const auto& old : prev.upstreams)
@@ -1379,27 +1399,13 @@ std::shared_ptr<const Config> load_config(const std::string& path,
     if (!n->is_table()) L.fail(*n, "server must be a table: [server]");
     L.load_server(*n->as_table(), cfg->server);
   }
-  std::vector<std::string> ignored;
-  std::vector<std::string>& warned = warnings ? *warnings : ignored;
-  if (previous) {
-    // Before the routes: handlers size their per-worker state by this count.
-    if (cfg->server.workers != previous->server.workers) {
-      warned.push_back("[server] workers = " + std::to_string(cfg->server.workers) +
-                       " needs a restart; " + std::to_string(previous->server.workers) +
-                       " keep running");
-      cfg->server.workers = previous->server.workers;
-    }
-    if (cfg->server.pid_file != previous->server.pid_file) {
-      warned.push_back(
-          "[server] pid_file needs a restart; " +
-          (previous->server.pid_file.empty() ? std::string("none") : previous->server.pid_file) +
-          " stays");
-      cfg->server.pid_file = previous->server.pid_file;
-    }
-  }
   if (auto* n = root.get("log")) {
     if (!n->is_table()) L.fail(*n, "log must be a table: [log]");
     L.load_log(*n->as_table(), cfg->log);
+  }
+  if (previous) {
+    std::vector<std::string> ignored;
+    keep_restart_only(*previous, *cfg, warnings ? *warnings : ignored);
   }
   auto* listens = root.get("listen");
   if (!listens || !listens->is_array_of_tables())
@@ -1442,8 +1448,9 @@ std::shared_ptr<const Config> load_config(const std::string& path,
     cfg->has_limits = cfg->has_limits || !r.limits.empty();
     cfg->routes.routes().push_back(std::move(r));
   }
-  cfg->limiter = std::make_shared<routes::LocalLimiter>(cfg->rate_limit.max_keys);
-  if (previous) carry_over(*previous, *cfg, warned);
+  if (previous) carry_over(*previous, *cfg);
+  if (!cfg->limiter)
+    cfg->limiter = std::make_shared<routes::LocalLimiter>(cfg->rate_limit.max_keys);
   admin::add_routes(*cfg);
   // Metrics: every route, listener and upstream server gets its block of counters.
   auto& reg = metrics::registry();

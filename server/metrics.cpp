@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <span>
 
 #include "server/config.h"
 
@@ -112,12 +113,12 @@ class Text {
     o_ += type;
     o_ += '\n';
   }
-  // name{k1="v1",k2="v2"} value
-  void sample(std::string_view name,
-              std::initializer_list<std::pair<const char*, std::string_view>> labels,
-              double value) {
+  using Label = std::pair<const char*, std::string_view>;
+  // name{k1="v1",k2="v2"[,le="…"]} value
+  void sample(std::string_view name, std::span<const Label> labels, double value,
+              const char* le = nullptr) {
     o_ += name;
-    if (labels.size()) {
+    if (!labels.empty() || le) {
       o_ += '{';
       bool first = true;
       for (const auto& [k, v] : labels) {
@@ -126,6 +127,11 @@ class Text {
         o_ += k;
         o_ += "=\"";
         label_value(o_, v);
+        o_ += '"';
+      }
+      if (le) {
+        o_ += first ? "le=\"" : ",le=\"";
+        o_ += le;
         o_ += '"';
       }
       o_ += '}';
@@ -139,10 +145,13 @@ class Text {
       std::snprintf(num, sizeof num, " %.6f\n", value);
     o_ += num;
   }
+  void sample(std::string_view name, std::initializer_list<Label> labels, double value) {
+    sample(name, std::span<const Label>(labels.begin(), labels.size()), value);
+  }
   // A histogram's _bucket, _sum and _count lines for one label set.
   template <class Block, class F>
-  void histogram(const char* name, const char* lk1, std::string_view lv1, const char* lk2,
-                 std::string_view lv2, const Block& b, F hist) {
+  void histogram(const char* name, std::initializer_list<Label> labels, const Block& b, F hist) {
+    std::span<const Label> ls(labels.begin(), labels.size());
     std::uint64_t counts[hm::kBucketCount + 1] = {};
     std::uint64_t sum_us = 0;
     for (unsigned w = 0; w < b.size(); ++w) {
@@ -159,20 +168,10 @@ class Text {
         std::snprintf(le, sizeof le, "%g", hm::kBuckets[i]);
       else
         std::snprintf(le, sizeof le, "+Inf");
-      if (lk2)
-        sample(bucket, {{lk1, lv1}, {lk2, lv2}, {"le", le}}, static_cast<double>(cumulative));
-      else
-        sample(bucket, {{lk1, lv1}, {"le", le}}, static_cast<double>(cumulative));
+      sample(bucket, ls, static_cast<double>(cumulative), le);
     }
-    double seconds = static_cast<double>(sum_us) / 1e6;
-    if (lk2) {
-      sample(std::string(name) + "_sum", {{lk1, lv1}, {lk2, lv2}}, seconds);
-      sample(std::string(name) + "_count", {{lk1, lv1}, {lk2, lv2}},
-             static_cast<double>(cumulative));
-    } else {
-      sample(std::string(name) + "_sum", {{lk1, lv1}}, seconds);
-      sample(std::string(name) + "_count", {{lk1, lv1}}, static_cast<double>(cumulative));
-    }
+    sample(std::string(name) + "_sum", ls, static_cast<double>(sum_us) / 1e6);
+    sample(std::string(name) + "_count", ls, static_cast<double>(cumulative));
   }
 
  private:
@@ -223,7 +222,7 @@ std::string Registry::prometheus(const Config& cfg) const {
            "body for streamed responses).");
   for (const auto& r : routes_)
     t.histogram(
-        "edge_http_request_duration_seconds", "route", r.label, nullptr, {}, r,
+        "edge_http_request_duration_seconds", {{"route", r.label}}, r,
         [](auto& x) -> auto& { return x.latency; });
   // A counter family with one sample per block of `blocks`, labelled `key`=its label.
   auto per_block = [&t](const char* name, const char* help, const auto& blocks, const char* key,
@@ -316,7 +315,7 @@ std::string Registry::prometheus(const Config& cfg) const {
            "Time from sending a request upstream to its response head.");
   for (const auto& u : upstreams_)
     t.histogram(
-        "edge_upstream_response_seconds", "pool", u.pool, "server", u.server, u,
+        "edge_upstream_response_seconds", {{"pool", u.pool}, {"server", u.server}}, u,
         [](auto& x) -> auto& { return x.latency; });
   std::int64_t now_ms = http::UpstreamPool::now_ms();
   t.family("edge_upstream_up", "gauge",

@@ -46,20 +46,27 @@ Worker::Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<A
                 [](uv_async_t* a) { static_cast<Worker*>(a->loop->data)->apply_reload(); });
   uv_async_init(&loop_, &cache_async_,
                 [](uv_async_t* a) { static_cast<Worker*>(a->loop->data)->cache_wake(); });
-  if (config_->cache_store)
-    config_->cache_store->on_done(id_, [this](const std::string& key) {
-      {
-        std::lock_guard lock(cache_mu_);
-        cache_done_.push_back(key);
-      }
-      uv_async_send(&cache_async_);
-    });
-  if (config_->has_limits && config_->rate_limit.store == routes::RateLimitSettings::Store::kRedis)
-    redis_ = std::make_unique<RedisLimiter>(*this, config_->rate_limit);
+  watch_cache(config_->cache_store.get());
+  if (wants_redis(*config_)) redis_ = std::make_unique<RedisLimiter>(*this, config_->rate_limit);
   if (id == 0) health_ = std::make_unique<HealthChecker>(*this);
   std::random_device rd;
   id_seed_ =
       (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^ (static_cast<std::uint64_t>(id) << 56);
+}
+
+bool Worker::wants_redis(const Config& cfg) {
+  return cfg.has_limits && cfg.rate_limit.store == routes::RateLimitSettings::Store::kRedis;
+}
+
+void Worker::watch_cache(cache::Store* store) {
+  if (!store) return;
+  store->on_done(id_, [this](const std::string& key) {
+    {
+      std::lock_guard lock(cache_mu_);
+      cache_done_.push_back(key);
+    }
+    uv_async_send(&cache_async_);
+  });
 }
 
 Worker::~Worker() {
@@ -235,16 +242,8 @@ void Worker::apply_reload() {
   std::shared_ptr<const Config> old = std::move(config_);
   config_ = std::move(cfg);
   upstreams_->retarget(config_->upstreams);
-  if (config_->cache_store && config_->cache_store != old->cache_store)
-    config_->cache_store->on_done(id_, [this](const std::string& key) {
-      {
-        std::lock_guard lock(cache_mu_);
-        cache_done_.push_back(key);
-      }
-      uv_async_send(&cache_async_);
-    });
-  if (!redis_ && config_->has_limits &&
-      config_->rate_limit.store == routes::RateLimitSettings::Store::kRedis) {
+  if (config_->cache_store != old->cache_store) watch_cache(config_->cache_store.get());
+  if (!redis_ && wants_redis(*config_)) {
     redis_ = std::make_unique<RedisLimiter>(*this, config_->rate_limit);
     redis_->start();
   }

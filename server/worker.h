@@ -144,6 +144,8 @@ class Worker : public http::Scheduler {
   std::mutex cache_mu_;
   std::vector<std::string> cache_done_;
   void cache_wake();
+  void watch_cache(cache::Store* store);  // its fetches' ends wake this worker's waiters
+  static bool wants_redis(const Config& cfg);
   class BackgroundRefresh* refreshes_ = nullptr;  // intrusive list
   std::unique_ptr<class HealthChecker> health_;   // worker 0 runs the active checks
   Connection* conns_ = nullptr;                   // intrusive list
