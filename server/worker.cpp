@@ -102,6 +102,12 @@ void Worker::request_stop() {
 }
 
 void Worker::run() {
+  start_handles();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  access_log_.flush();
+}
+
+void Worker::start_handles() {
   uv_timer_start(
       &sweep_timer_, [](uv_timer_t* t) { static_cast<Worker*>(t->loop->data)->sweep(); }, 250, 250);
   if (health_) health_->start();
@@ -116,8 +122,6 @@ void Worker::run() {
     l->poll.data = l.get();
     start_accepting(*l);
   }
-  uv_run(&loop_, UV_RUN_DEFAULT);
-  access_log_.flush();
 }
 
 void Worker::on_accept(Listener& l) {

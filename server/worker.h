@@ -39,6 +39,10 @@ class Worker : public http::Scheduler {
   Worker& operator=(const Worker&) = delete;
 
   void start();         // spawns the thread
+  // The loop's timers, per-turn hooks and listeners, without a thread: for a caller that runs
+  // the loop itself (the fuzz harness, tests/fuzz/). start() does this on its thread.
+  void start_handles();
+  std::size_t connections() const { return conn_count_; }
   void request_stop();  // thread-safe: stop accepting, finish in flight, exit the loop
   void join();
   void offload(std::function<void()> work) override;  // libuv thread pool
