@@ -38,7 +38,7 @@ class Worker : public http::Scheduler {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  void start();         // spawns the thread
+  void start();  // spawns the thread
   // The loop's timers, per-turn hooks and listeners, without a thread: for a caller that runs
   // the loop itself (the fuzz harness, tests/fuzz/). start() does this on its thread.
   void start_handles();
