@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -113,8 +114,26 @@ class Loader {
     check_keys(t, "[server]",
                {"workers", "grace_period", "header_timeout", "keepalive_timeout", "send_timeout",
                 "max_request_line", "max_header_bytes", "max_headers", "server_header",
-                "trusted_proxies", "pid_file"});
+                "trusted_proxies", "pid_file", "max_connections"});
     if (auto* n = t.get("pid_file")) s.pid_file = path(*n, "pid_file");
+    s.max_connections = 0;
+    if (auto* n = t.get("max_connections")) {
+      if (n->is_integer()) {
+        long long m = *n->value<long long>();
+        if (m < 1 || m > 10'000'000)
+          fail(*n, "max_connections must be \"auto\" or a number between 1 and 10000000");
+        s.max_connections = static_cast<std::uint64_t>(m);
+      } else if (!n->is_string() || str(*n, "max_connections") != "auto") {
+        fail(*n, "max_connections must be \"auto\" or a number between 1 and 10000000");
+      }
+    }
+    if (s.max_connections == 0) {  // auto: 3/4 of the descriptors (main raised the soft limit)
+      rlimit rl{};
+      std::uint64_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                              ? static_cast<std::uint64_t>(rl.rlim_cur)
+                              : 1'048'576;
+      s.max_connections = std::max<std::uint64_t>(16, fds / 4 * 3);
+    }
     if (auto* n = t.get("workers")) {
       long long w = 0;
       if (n->is_integer()) {
@@ -1330,6 +1349,7 @@ void keep_restart_only(const Config& prev, Config& cfg, std::vector<std::string>
 void carry_over(const Config& prev, Config& cfg) {
   cfg.generation = prev.generation + 1;
   cfg.conns_per_ip = prev.conns_per_ip;
+  cfg.conns_total = prev.conns_total;
   if (prev.limiter && prev.rate_limit.max_keys == cfg.rate_limit.max_keys)
     cfg.limiter = prev.limiter;
   // Health: a server that stays (same pool, same address) keeps its verdicts and failure counts.

@@ -58,6 +58,10 @@ struct ServerConfig {
   std::string server_header = "samia-edge";
   http::IpRanges trusted_proxies;  // peers whose CF-Connecting-IP / X-Forwarded-For are believed
   std::string pid_file;            // written at start, removed at stop (edge --reload reads it)
+  // Client connections open at once, all public listeners and workers together (the admin
+  // listener is not counted); one more is closed as soon as it is accepted. "auto" (the default):
+  // three quarters of the open-file limit, the rest left for upstreams, files and logs.
+  std::uint64_t max_connections = 0;
 };
 
 // [http2]: the HTTP/2 codec's settings (every listener that speaks it).
@@ -92,6 +96,9 @@ struct Config {
   std::shared_ptr<routes::LocalLimiter> limiter;  // counters all workers share
   bool has_limits = false;                        // some route has rate_limit
   std::shared_ptr<routes::ConnCounter> conns_per_ip = std::make_shared<routes::ConnCounter>();
+  // Public client connections open now ([server] max_connections), all workers.
+  std::shared_ptr<std::atomic<std::uint64_t>> conns_total =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
   std::chrono::steady_clock::time_point started;
 
   // Human-readable summary of listeners and routes (for --check).

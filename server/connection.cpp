@@ -80,7 +80,8 @@ const llhttp_settings_t& Connection::settings() {
   return s;
 }
 
-void Connection::start() {
+void Connection::start(bool counted) {
+  counted_total_ = counted;
   if (const auto& slot = cfg_->listeners[listener_].tls)
     tls_ = std::make_unique<tls::TlsTransport>(slot->ctx.load());
   counted_ = cfg_->listeners[listener_].max_conns_per_ip != 0;
@@ -150,6 +151,8 @@ void Connection::close() {
   wake_queued_ = false;
   if (counted_) cfg_->conns_per_ip->release(http::IpAddress::from(peer_));
   counted_ = false;
+  if (counted_total_) cfg_->conns_total->fetch_sub(1, std::memory_order_relaxed);
+  counted_total_ = false;
   proxying_ = streaming_ = false;
   stats_->at(w_.id()).closed.add();
   w_.unlink(this);

@@ -30,7 +30,8 @@ struct Route;
 class Connection : public ProxyClient, public LimitWaiter, public CacheWaiter, public Http2Host {
  public:
   Connection(Worker& w, int fd, const sockaddr_storage& peer, unsigned listener);
-  void start();
+  // `counted`: the connection holds one of [server] max_connections (released at its close).
+  void start(bool counted = false);
   // Stops reading and closes once idle (graceful stop); closes at once when idle now.
   void close_when_idle();
   void close();                 // immediate
@@ -181,6 +182,7 @@ class Connection : public ProxyClient, public LimitWaiter, public CacheWaiter, p
   std::unique_ptr<ProxySession> proxy_;  // kept for the connection's next proxied request
   LimitTicket* limit_ticket_ = nullptr;  // a Redis decision in flight
   bool counted_ = false;                 // in [[listen]] max_conns_per_ip's count
+  bool counted_total_ = false;           // in [server] max_connections' count
   bool proxying_ = false;                // a ProxySession works on the current exchange
   bool streaming_ = false;               // its response head went out; the body follows
   bool stream_chunked_ = false;

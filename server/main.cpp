@@ -1,6 +1,7 @@
 // edge: command line, config loading, listeners, workers and signals.
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include <unistd.h>
@@ -168,6 +169,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "edge: unknown argument \"%s\"\n%s", a.c_str(), kUsage);
       return 2;
     }
+  }
+
+  // Every descriptor the system allows us (as Go servers and Caddy do; nginx asks for
+  // worker_rlimit_nofile): the soft limit up to the hard one. [server] max_connections "auto"
+  // is taken from it.
+  rlimit nofile{};
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
   }
 
   auto started = std::chrono::steady_clock::now();

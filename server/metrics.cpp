@@ -259,11 +259,15 @@ std::string Registry::prometheus(const Config& cfg) const {
       "edge_connections_accepted_total", "Client connections accepted.", listeners_, "listener",
       [](auto& x) -> auto& { return x.accepted; });
   t.family("edge_connections_refused_total", "counter",
-           "Connections closed at accept (max_conns_per_ip).");
-  for (const auto& l : listeners_)
+           "Connections closed at accept (max_conns_per_ip, max_connections).");
+  for (const auto& l : listeners_) {
     t.sample("edge_connections_refused_total", {{"listener", l.label}, {"reason", "per_ip"}},
              static_cast<double>(sum(
                  l, [](auto& x) -> auto& { return x.refused_per_ip; })));
+    t.sample("edge_connections_refused_total", {{"listener", l.label}, {"reason", "total"}},
+             static_cast<double>(sum(
+                 l, [](auto& x) -> auto& { return x.refused_total; })));
+  }
   per_block(
       "edge_tls_handshakes_total", "TLS handshakes completed.", listeners_, "listener",
       [](auto& x) -> auto& { return x.tls_handshakes; });

@@ -159,15 +159,25 @@ void Worker::on_accept(Listener& l) {
     const ListenConfig& lc = config_->listeners[l.index];
     auto& st = lc.stats->at(id_);
     st.accepted.add();
+    // [server] max_connections (public listeners only: the admin listener stays reachable).
+    auto& total = *config_->conns_total;
+    if (!lc.admin &&
+        total.fetch_add(1, std::memory_order_relaxed) >= config_->server.max_connections) {
+      total.fetch_sub(1, std::memory_order_relaxed);
+      st.refused_total.add();
+      ::close(fd);
+      continue;
+    }
     unsigned max_per_ip = lc.max_conns_per_ip;
     if (max_per_ip && !config_->conns_per_ip->acquire(http::IpAddress::from(peer), max_per_ip)) {
+      if (!lc.admin) total.fetch_sub(1, std::memory_order_relaxed);
       st.refused_per_ip.add();
       ::close(fd);  // over its client's share of connections (like nginx limit_conn)
       continue;
     }
     auto* c = new Connection(*this, fd, peer,
                              l.index);  // owned by its poll handle: freed in its close callback
-    c->start();
+    c->start(!lc.admin);
   }
 }
 

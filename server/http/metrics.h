@@ -71,7 +71,7 @@ struct UpstreamCounters {
 };
 
 struct ListenerCounters {
-  Counter opened, closed, accepted, refused_per_ip;
+  Counter opened, closed, accepted, refused_per_ip, refused_total;
   Counter tls_handshakes, tls_resumptions, tls_errors;
 };
 
