@@ -201,7 +201,7 @@ void TlsTransport::consume_out(std::size_t n) {
     if (b.begin == b.end) {
       // The last block is kept for the next output; earlier ones are done with.
       if (out_.size() > 1)
-        out_.pop_front();
+        out_.erase(out_.begin());  // (a handful of blocks at most: the output is bounded)
       else
         b.begin = b.end = 0;
     }
@@ -331,7 +331,7 @@ void TlsTransport::release_buffers() {
     plain_.reset();
     plain_cap_ = plain_begin_ = plain_end_ = 0;
   }
-  if (out_size_ == 0) out_.clear();
+  if (out_size_ == 0) std::vector<Block>().swap(out_);
 }
 
 bool TlsTransport::session_reused() const {

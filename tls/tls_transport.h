@@ -5,10 +5,10 @@
 #include <openssl/types.h>
 
 #include <cstddef>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tls/client_context.h"
 #include "tls/tls_context.h"
@@ -102,9 +102,12 @@ class TlsTransport {
   // Decrypted bytes: [plain_begin_, plain_end_) of plain_.
   std::unique_ptr<char[]> plain_;
   std::size_t plain_cap_ = 0, plain_begin_ = 0, plain_end_ = 0;
-  std::deque<Block> out_;
+  // Oldest first. A vector, not a deque: an empty std::deque still holds a 512-byte node and its
+  // map, which an idle connection would keep (release_buffers() frees the vector's storage).
+  std::vector<Block> out_;
   std::size_t out_size_ = 0;
-  std::string alpn_, server_name_, version_, cipher_, error_;
+  std::string alpn_, server_name_, error_;
+  std::string_view version_, cipher_;  // OpenSSL's static names
 };
 
 }  // namespace edge::tls
