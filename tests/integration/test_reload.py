@@ -617,6 +617,14 @@ class LoadThroughReloads(ReloadCase):
         targets = [f"http://127.0.0.1:{self.p1}/logo.svg", f"http://127.0.0.1:{self.p1}/api/json"]
         for u in targets:
             self.assertEqual(et.curl(u).status, 200)
+        # Steady state: the same load for 3 s without reloads, then edge's RSS.
+        if WRK:
+            warm = [subprocess.Popen([WRK, "-t2", "-c8", "-d3s", u], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL) for u in targets]
+            for p in warm:
+                p.wait(30)
+        time.sleep(0.5)
+        steady_kb = rss_kb(self.edge.proc.pid)
         n0 = self.edge.line_count()
         t0 = time.monotonic()
         if WRK:
@@ -659,6 +667,21 @@ class LoadThroughReloads(ReloadCase):
         m = self.metrics()
         self.assertEqual(m.get("edge_config_reloads_total", {"result": "ok"}), self.RELOADS)
         self.assertEqual(m.sum("edge_http_requests_total", {"class": "5xx"}), 0)
+        # Memory back to its steady state: 20 snapshots came and went (each connection drops its
+        # old one at its next request or its close). Allocator slack allowed, not a growth per
+        # reload of what a config holds.
+        time.sleep(1.0)
+        after_kb = rss_kb(self.edge.proc.pid)
+        sys.stderr.write(f"[load] edge RSS steady {steady_kb} kB, after the reloads {after_kb} kB\n")
+        self.assertLess(after_kb - steady_kb, 8 * 1024, "edge's memory grew through the reloads")
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
 
 
 if __name__ == "__main__":
