@@ -127,13 +127,6 @@ class Loader {
         fail(*n, "max_connections must be \"auto\" or a number between 1 and 10000000");
       }
     }
-    if (s.max_connections == 0) {  // auto: 3/4 of the descriptors (main raised the soft limit)
-      rlimit rl{};
-      std::uint64_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
-                              ? static_cast<std::uint64_t>(rl.rlim_cur)
-                              : 1'048'576;
-      s.max_connections = std::max<std::uint64_t>(16, fds / 4 * 3);
-    }
     if (auto* n = t.get("workers")) {
       long long w = 0;
       if (n->is_integer()) {
@@ -1418,6 +1411,14 @@ std::shared_ptr<const Config> load_config(const std::string& path,
   if (auto* n = root.get("server")) {
     if (!n->is_table()) L.fail(*n, "server must be a table: [server]");
     L.load_server(*n->as_table(), cfg->server);
+  }
+  if (cfg->server.max_connections == 0) {
+    // "auto" (also without a [server] table): 3/4 of the descriptors (main raised the soft limit)
+    rlimit rl{};
+    std::uint64_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                            ? static_cast<std::uint64_t>(rl.rlim_cur)
+                            : 1'048'576;
+    cfg->server.max_connections = std::max<std::uint64_t>(16, fds / 4 * 3);
   }
   if (auto* n = root.get("log")) {
     if (!n->is_table()) L.fail(*n, "log must be a table: [log]");

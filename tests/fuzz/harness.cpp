@@ -104,6 +104,7 @@ connect_timeout = "1s"
 header_timeout = "2s"
 read_timeout = "2s"
 tries = 2
+passive = { max_fails = 0 }  # a bad reply must not take the upstream out for the next inputs
 [[route]]
 path = "/health"
 health = true

@@ -11,6 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-20}
 shift || true
+[ "$SECS" -ge 1 ] || { echo "run.sh: SECONDS_PER_TARGET must be at least 1" >&2; exit 2; }
 TARGETS=("$@")
 [ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_http1 fuzz_http2 fuzz_upstream fuzz_config fuzz_range
   fuzz_accept_encoding fuzz_cache_control fuzz_headers)
@@ -27,6 +28,7 @@ failed=()
 for t in "${TARGETS[@]}"; do
   out=tests/fuzz/out/$t
   mkdir -p "$out/corpus" tests/fuzz/regressions/$t
+  rm -f "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-*  # (an earlier run's)
   # (the first directory receives new inputs; the seeds and regressions are only read)
   set +e
   "$BUILD/tests/fuzz/$t" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
@@ -35,7 +37,7 @@ for t in "${TARGETS[@]}"; do
   rc=$?
   set -e
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/log")
-  cov=$(grep -o 'cov: [0-9]*' "$out/log" | tail -1)
+  cov=$(grep -o 'cov: [0-9]*' "$out/log" | tail -1 || true)  # (none when a seed crashes)
   if [ $rc -ne 0 ]; then
     failed+=("$t")
     echo "fuzz: $t FAILED (exit $rc) after ${execs:-?} runs; input(s):" $(ls "$out" | grep -E '^(crash|leak|timeout|oom)-' || true)

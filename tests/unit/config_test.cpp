@@ -2,8 +2,10 @@
 #include "server/config.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -303,4 +305,26 @@ servers = ["127.0.0.1:1", "127.0.0.1:2"]
   EXPECT_EQ(third->server.workers, 2u);
   ASSERT_EQ(warnings.size(), 1u);
   EXPECT_NE(warnings[0].find("workers = 3 needs a restart"), std::string::npos) << warnings[0];
+}
+
+// [server] max_connections: "auto" is 3/4 of the open-file limit, also when the config has no
+// [server] table at all (a regression: it was 0 then, and every connection was refused).
+TEST_F(ConfigTest, MaxConnectionsAutoWithoutServerTable) {
+  rlimit rl{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  std::uint64_t expect = std::max<std::uint64_t>(16, rl.rlim_cur / 4 * 3);
+  ASSERT_EQ(
+      load("[[listen]]\naddress = \"127.0.0.1:0\"\n[[route]]\nprefix = \"/\"\nroot = \"site\"\n"),
+      "");
+  EXPECT_EQ(cfg_->server.max_connections, expect);
+  ASSERT_EQ(load("[server]\nmax_connections = \"auto\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n"
+                 "[[route]]\nprefix = \"/\"\nroot = \"site\"\n"),
+            "");
+  EXPECT_EQ(cfg_->server.max_connections, expect);
+  ASSERT_EQ(load("[server]\nmax_connections = 7\n[[listen]]\naddress = \"127.0.0.1:0\"\n"
+                 "[[route]]\nprefix = \"/\"\nroot = \"site\"\n"),
+            "");
+  EXPECT_EQ(cfg_->server.max_connections, 7u);
+  EXPECT_EQ(load("[server]\nmax_connections = 0\n"),
+            where(2) + "max_connections must be \"auto\" or a number between 1 and 10000000");
 }
