@@ -7,6 +7,9 @@
                                   balance="round_robin", health={"path": "/health", ...})
     upstreamtest.stop_all(ups)                         # SIGTERM by PID, SIGKILL if it lingers
 
+    b = upstreamtest.Upstream("B", port=ups[0].port).start()   # a fixed port: the same one again
+                                                        # after ups[0].kill() (a restarted instance)
+
     # HTTPS: upstream.js --tls-cert/--tls-key [--tls-ca-for-clients]; the admin API and get() then
     # speak TLS too (admin_context: an ssl.SSLContext, default: no verification, no client cert)
     t = upstreamtest.Upstream("T", tls_cert=crt, tls_key=key, tls_ca_for_clients=ca).start()
@@ -43,8 +46,9 @@ class Upstream:
 
     def __init__(self, name, mode="normal", delay_ms=None, keepalive_ms=None,
                  tls_cert=None, tls_key=None, tls_ca_for_clients=None, tls_handshake_delay_ms=None,
-                 admin_context=None):
+                 admin_context=None, port=0):
         self.name = name
+        self.listen_port = port  # 0: ephemeral
         self.mode = mode
         self.delay_ms = delay_ms
         self.keepalive_ms = keepalive_ms
@@ -60,7 +64,7 @@ class Upstream:
     def start(self, timeout=10.0):
         if not shutil.which(NODE) and not os.path.exists(NODE):
             raise UpstreamError(f"node not found ({NODE!r}); set NODE_BIN")
-        cmd = [NODE, UPSTREAM_JS, "--port", "0", "--name", self.name, "--mode", self.mode]
+        cmd = [NODE, UPSTREAM_JS, "--port", str(self.listen_port), "--name", self.name, "--mode", self.mode]
         if self.delay_ms is not None:
             cmd += ["--delay-ms", str(self.delay_ms)]
         if self.keepalive_ms is not None:
