@@ -133,18 +133,28 @@ void LocalLimiter::make_room(Shard& s, std::int64_t now) {
     std::erase_if(s.tat, [&](const auto& kv) { return kv.second <= now; });
     if (s.tat.size() < per_shard_) return;
   }
-  // Still full: drop the entry closest to whole among a few from a pseudo-random bucket.
+  // Still full (a flood of distinct keys): drop the entry closest to whole among kSample taken
+  // from a pseudo-random bucket on. A client deep in debt is almost never the one: it would have
+  // to be the closest to whole of all kSample, so a flood cannot wash a refused client out.
+  constexpr std::size_t kSample = 32;
   std::size_t buckets = s.tat.bucket_count();
-  std::size_t b = static_cast<std::size_t>(now) % buckets;
-  auto victim = s.tat.end();
-  for (std::size_t tries = 0; tries < buckets && victim == s.tat.end(); ++tries) {
+  s.rng ^= s.rng << 13;  // xorshift64
+  s.rng ^= s.rng >> 7;
+  s.rng ^= s.rng << 17;
+  std::size_t b = static_cast<std::size_t>(s.rng % buckets);
+  const std::string* victim = nullptr;
+  std::int64_t victim_tat = 0;
+  std::size_t seen = 0;
+  for (std::size_t tries = 0; tries < buckets && seen < kSample; ++tries) {
     std::size_t bucket = (b + tries) % buckets;
-    for (auto it = s.tat.begin(bucket); it != s.tat.end(bucket); ++it) {
-      auto full = s.tat.find(it->first);
-      if (victim == s.tat.end() || full->second < victim->second) victim = full;
+    for (auto it = s.tat.begin(bucket); it != s.tat.end(bucket); ++it, ++seen) {
+      if (!victim || it->second < victim_tat) {
+        victim = &it->first;
+        victim_tat = it->second;
+      }
     }
   }
-  if (victim != s.tat.end()) s.tat.erase(victim);
+  if (victim) s.tat.erase(s.tat.find(*victim));
 }
 
 bool LocalLimiter::decide(const std::vector<RateLimit>& limits,

@@ -90,6 +90,7 @@ class LocalLimiter {
     mutable std::mutex mu;
     std::unordered_map<std::string, std::int64_t, Hash, std::equal_to<>> tat;
     std::int64_t last_sweep_us = 0;
+    std::uint64_t rng = 0x9e3779b97f4a7c15;  // picks where make_room() samples
   };
   static constexpr std::size_t kShards = 64;
   std::size_t shard_of(std::string_view key) const { return Hash{}(key) % kShards; }

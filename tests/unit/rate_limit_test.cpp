@@ -133,6 +133,28 @@ TEST(RateLimit, LocalStoreIsBounded) {
   EXPECT_LE(store.size(), 64u * 16u);
 }
 
+// A regression (found by tests/hardening/test_floods.py): under a flood of distinct keys the
+// store evicted nearly at random, so a refused client came back whole within a second.
+TEST(RateLimit, FloodOfNewKeysDoesNotForgiveARefusedClient) {
+  routes::LocalLimiter store(1000);
+  std::vector<routes::RateLimit> limits = {limit(10, 3600000)};  // 10 per hour
+  routes::LimitResult res[1];
+  std::vector<std::string> victim = {"victim"};
+  std::int64_t now = 100 * kSec;
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(store.decide(limits, victim, now, res));
+  ASSERT_FALSE(store.decide(limits, victim, now, res));
+  std::vector<std::string> keys(1);
+  int let_through = 0;
+  for (int i = 0; i < 200000; ++i) {
+    now += 10;  // 100,000 new clients per second, one request each
+    keys[0] = "flood-" + std::to_string(i);
+    store.decide(limits, keys, now, res);
+    if (i % 1000 == 999) let_through += store.decide(limits, victim, now, res) ? 1 : 0;
+  }
+  EXPECT_EQ(let_through, 0);
+  EXPECT_LE(store.size(), 64u * 16u);
+}
+
 TEST(RateLimit, RefusalAndHeaders) {
   http::Exchange ex;
   ex.req.request_id = "rid1";
