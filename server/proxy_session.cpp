@@ -120,9 +120,7 @@ void ProxySession::attempt() {
     sent_any_ = false;
     state_ = State::kConnecting;
     count_error(server, http::metrics::UpstreamError::kConnect);
-    if (pool_->note_failure(server))
-      spdlog::warn("upstream {} server {}: marked down for {} ms after {} failures", pool_->name,
-                   server.address, pool_->fail_timeout.count(), pool_->max_fails);
+    note_failure(server);
     fail_attempt(502, true);
     return;
   }
@@ -302,11 +300,13 @@ void ProxySession::on_timer() {
         arm(pool_->write_timeout);
         break;
       }
-      spdlog::warn("proxy {}: {} sent no response in time", ex_->req.request_id,
-                   up_->server->address);
-      if (!response_started_) count_error(*up_->server, http::metrics::UpstreamError::kTimeout);
-      if (!response_started_) {
-        fail_attempt(504, false);
+      if (!head_sent_) {
+        // Nothing went to the client yet: another server may answer an idempotent request (as
+        // nginx's proxy_next_upstream timeout). A POST is not repeated (fail_attempt's rule).
+        spdlog::warn("proxy {}: {} sent no response in time", ex_->req.request_id,
+                     up_->server->address);
+        count_error(*up_->server, http::metrics::UpstreamError::kTimeout);
+        fail_attempt(504, true);
         break;
       }
       [[fallthrough]];
@@ -314,7 +314,7 @@ void ProxySession::on_timer() {
       spdlog::warn("proxy {}: reading the response from {} timed out", ex_->req.request_id,
                    up_->server->address);
       count_error(*up_->server, http::metrics::UpstreamError::kTimeout);
-      pool_->note_failure(*up_->server);
+      note_failure(*up_->server);
       abort();
       client_.proxy_fail(504);
       break;
@@ -325,6 +325,12 @@ void ProxySession::on_timer() {
     case State::kIdle:
       break;
   }
+}
+
+void ProxySession::note_failure(http::UpstreamServer& s) {
+  if (pool_->note_failure(s))
+    spdlog::warn("upstream {} server {}: marked down for {} ms after {} failures", pool_->name,
+                 s.address, pool_->fail_timeout.count(), pool_->max_fails);
 }
 
 void ProxySession::fail_attempt(int status, bool retryable) {
@@ -339,9 +345,7 @@ void ProxySession::fail_attempt(int status, bool retryable) {
     w_.upstreams().close(up_);
     up_ = nullptr;
   }
-  if (server && !stale && pool_->note_failure(*server))
-    spdlog::warn("upstream {} server {}: marked down for {} ms after {} failures", pool_->name,
-                 server->address, pool_->fail_timeout.count(), pool_->max_fails);
+  if (server && !stale) note_failure(*server);
   last_fail_ = status;
   // A stale keep-alive connection the server closed as we reused it looks like a reset: safe to
   // repeat only under the same rules as any reset.
@@ -479,7 +483,7 @@ void ProxySession::on_read(ssize_t n, const char* data) {
       spdlog::warn("proxy {}: {} closed the connection in the middle of the response head",
                    ex_->req.request_id, up_->server->address);
       count_error(*up_->server, http::metrics::UpstreamError::kReset);
-      fail_attempt(502, false);
+      fail_attempt(502, true);  // nothing reached the client: a reset, retried as one
       return;
     }
     if (!response_started_) {
@@ -492,7 +496,7 @@ void ProxySession::on_read(ssize_t n, const char* data) {
     }
     spdlog::warn("proxy {}: {} cut the response short", ex_->req.request_id, up_->server->address);
     count_error(*up_->server, http::metrics::UpstreamError::kReset);
-    pool_->note_failure(*up_->server);
+    note_failure(*up_->server);
     abort();
     client_.proxy_fail(502);
     return;
@@ -557,7 +561,7 @@ void ProxySession::feed(const char* data, std::size_t len) {
     if (!head_sent_) {
       fail_attempt(502, false);
     } else {
-      pool_->note_failure(*up_->server);
+      note_failure(*up_->server);
       abort();
       client_.proxy_fail(502);
     }

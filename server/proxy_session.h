@@ -86,6 +86,7 @@ class ProxySession {
   void count_response(int status);  // a response head arrived (metrics, the access log)
   void send_request_head();
   void fail_attempt(int status, bool retryable);  // this try failed
+  void note_failure(http::UpstreamServer& s);     // passive health (logs when marked down)
   void finish(bool keep_upstream);
   void arm(std::chrono::milliseconds d);
   void feed(const char* data, std::size_t len);
