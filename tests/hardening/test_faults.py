@@ -70,13 +70,6 @@ def big_block():
 BIG = big_block()
 
 
-def proc_status_kb(pid, field="VmRSS"):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
 
 def file_etag(st):
     """edge's validator for a file (routes/static_files.cpp: mtime seconds, nanoseconds, size)."""
@@ -462,7 +455,7 @@ class FaultCase(unittest.TestCase):
 
     # -- memory ----------------------------------------------------------------------------------
     def rss(self):
-        return proc_status_kb(self.edge.proc.pid)
+        return ops.proc_status_kb(self.edge.proc.pid)
 
     def settled_rss(self):
         """VmRSS (kB) once the load is over and idle upstream connections closed: the median of 5."""

@@ -134,13 +134,6 @@ end
 """
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for {pid}")
-
 
 def parse_wrk(out):
     m = re.search(r"FLOOD sent=(\d+) got=(\d+) s200=(\d+) s429=(\d+) other=(\d+) hits=(\d+)", out)
@@ -187,7 +180,7 @@ class FloodCase(ops.OpsCase):
         try:
             while True:
                 done = count() - base
-                samples.append((done, rss_kb(pid), sample() if sample else None))
+                samples.append((done, ops.rss_kb(pid), sample() if sample else None))
                 if done >= n or proc.poll() is not None:
                     break
                 if time.monotonic() - t0 > timeout - 5:
@@ -203,7 +196,7 @@ class FloodCase(ops.OpsCase):
                 proc.kill()
                 proc.wait(5)
         out = out.decode("utf-8", "replace")
-        samples.append((count() - base, rss_kb(pid), sample() if sample else None))
+        samples.append((count() - base, ops.rss_kb(pid), sample() if sample else None))
         return parse_wrk(out), samples, elapsed, out
 
     @staticmethod
@@ -286,7 +279,7 @@ rate_limit = {{ requests = 10, window = "1h" }}
         self.assertEqual([warm.get() for _ in range(11)], [200] * 10 + [429])
         warm.close()
         time.sleep(0.5)
-        rss0 = rss_kb(self.edge.proc.pid)
+        rss0 = ops.rss_kb(self.edge.proc.pid)
 
         # The abusive client, during the flood (from 100,000 requests in, when the store is full).
         abuse = {"burst": None, "after": [], "error": None}
@@ -319,7 +312,7 @@ rate_limit = {{ requests = 10, window = "1h" }}
         finally:
             stop.set()
             t.join(15)
-        rss_end = rss_kb(self.edge.proc.pid)
+        rss_end = ops.rss_kb(self.edge.proc.pid)
         peak = max(r for _, r, _ in samples)
         first, second = self.halves(samples, n)
 
@@ -399,7 +392,7 @@ size = "4m"
         self.assertIn("hit", self.cache_status("warm"))
         time.sleep(0.5)
         pid = self.edge.proc.pid
-        rss0 = rss_kb(pid)
+        rss0 = ops.rss_kb(pid)
         m0 = self.metrics()
         self.assertEqual(m0.get("edge_cache_capacity_bytes"), CACHE_SIZE)
         up0 = self.ups["U"].count()["requests"]
@@ -418,7 +411,7 @@ size = "4m"
         res, samples, secs, out = self.flood(URLS_LUA, "/", n, 1, 16, [BODY], count, sample)
         time.sleep(0.3)
         m = self.metrics()
-        rss_end = rss_kb(pid)
+        rss_end = ops.rss_kb(pid)
         peak = max(r for _, r, _ in samples)
         first, second = self.halves(samples, n)
         max_bytes = max(s[0] for _, _, s in samples)

@@ -51,16 +51,6 @@ def raise_nofile():
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 REQ = b"GET /index.html HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -196,16 +186,16 @@ root = {ops.q(cls.site.root)}
         for s in open_idle(self.port, 50):  # warm, then closed (as bench/idle_conns.py)
             s.close()
         time.sleep(0.5)
-        fd0 = fd_count(pid)
-        before = rss_kb(pid)
+        fd0 = ops.fd_count(pid)
+        before = ops.rss_kb(pid)
         t0 = time.monotonic()
         socks = open_idle(self.port, N)
         opened_in = time.monotonic() - t0
         try:
             time.sleep(1.0)
-            after = rss_kb(pid)
+            after = ops.rss_kb(pid)
             per = (after - before) * 1024 / N
-            fd_held = fd_count(pid)
+            fd_held = ops.fd_count(pid)
             open_held = self.open_count()
             msg = (f"{N} idle keep-alive connections (opened in {opened_in:.1f} s): RSS {before} -> {after} kB, "
                    f"{per:.0f} bytes per idle connection; edge fds {fd0} -> {fd_held}, "
@@ -253,9 +243,9 @@ root = {ops.q(cls.site.root)}
                 s.close()
 
         deadline = time.monotonic() + 10
-        while (fd_count(pid) > fd0 + 4 or self.open_count() > 0) and time.monotonic() < deadline:
+        while (ops.fd_count(pid) > fd0 + 4 or self.open_count() > 0) and time.monotonic() < deadline:
             time.sleep(0.2)
-        fd_end, open_end, rss_end = fd_count(pid), self.open_count(), rss_kb(pid)
+        fd_end, open_end, rss_end = ops.fd_count(pid), self.open_count(), ops.rss_kb(pid)
         sys.stderr.write(f"[many connections] closed: edge fds {fd_end} (baseline {fd0}), "
                          f"edge_connections_open {open_end:.0f}, RSS {rss_end} kB\n")
         with self.subTest("descriptors back to the baseline"):

@@ -69,16 +69,6 @@ BIG = 4 * 1000 * 1000
 PER_CONN_BOUND_KB = 64
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 class Sampler(threading.Thread):
@@ -94,7 +84,7 @@ class Sampler(threading.Thread):
         t0 = time.monotonic()
         while not self.stop_ev.is_set():
             try:
-                self.rows.append((time.monotonic() - t0, fd_count(self.pid), rss_kb(self.pid)))
+                self.rows.append((time.monotonic() - t0, ops.fd_count(self.pid), ops.rss_kb(self.pid)))
             except OSError:
                 pass
             self.stop_ev.wait(0.25)
@@ -184,7 +174,7 @@ root = {ops.q(cls.site.root)}
         for p in self.probe_paths:  # warm: the probe paths answer (and upstream keep-alive exists)
             self.assertEqual(ops.http(self.port, p).status, 200, p)
         time.sleep(1.0)
-        fd0, rss0 = fd_count(pid), rss_kb(pid)
+        fd0, rss0 = ops.fd_count(pid), ops.rss_kb(pid)
         prefix = os.path.join(self.tmp, "slow")
         cmd = [SLOWHTTPTEST] + self.mode_args + [
             "-c", str(CONNS), "-r", str(RATE), "-l", str(SECONDS), "-p", "2", "-g", "-o", prefix,
@@ -200,7 +190,7 @@ root = {ops.q(cls.site.root)}
         prober.join(SECONDS + 10)
         # After: edge's descriptors back to the baseline.
         deadline = time.monotonic() + 20
-        while fd_count(pid) > fd0 + 16 and time.monotonic() < deadline:
+        while ops.fd_count(pid) > fd0 + 16 and time.monotonic() < deadline:
             time.sleep(0.25)
         rows = sampler.stop()
         peak_at = max(range(len(rows)), key=lambda i: rows[i][1])
@@ -209,7 +199,7 @@ root = {ops.q(cls.site.root)}
         obs = {
             "rc": p.returncode, "out": out, "ran": ran, "csv": read_csv(prefix),
             "fd0": fd0, "rss0": rss0, "fd_peak": max(r[1] for r in rows), "rss_peak": max(r[2] for r in rows),
-            "fd_min_after_peak_during": min(during) if during else rows[-1][1], "fd_after": fd_count(pid), "rss_after": rss_kb(pid), "probes": prober.results,
+            "fd_min_after_peak_during": min(during) if during else rows[-1][1], "fd_after": ops.fd_count(pid), "rss_after": ops.rss_kb(pid), "probes": prober.results,
             "probe_failures": prober.failures(), "alive": ops.http(self.port, "/probe.txt").status,
         }
         csv_rows = obs["csv"]

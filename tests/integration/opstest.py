@@ -171,6 +171,30 @@ class OpsEdge(et.Edge):
                 self._cond.wait(min(left, 0.1))
 
 
+def proc_status_kb(pid, field="VmRSS"):
+    """A kB field of /proc/PID/status (VmRSS, VmHWM, ...)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+def rss_kb(pid):
+    return proc_status_kb(pid, "VmRSS")
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of `pid` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def listening_ports(pid):
     """The set of TCP ports the process `pid` has sockets listening on (IPv4 and IPv6)."""
     inodes = set()

@@ -37,14 +37,6 @@ def served(port, path="/index.html", timeout=3.0):
     return None
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 class MaxConnections(ot.OpsCase):
@@ -124,7 +116,7 @@ class OutOfDescriptors(ot.OpsCase):
     def test_emfile_pauses_and_recovers(self):
         pid = self.edge.proc.pid
         old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
-        limit = open_fds(pid) + 8
+        limit = ot.fd_count(pid) + 8
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, old[1]))
         socks = []
         try:
@@ -136,9 +128,9 @@ class OutOfDescriptors(ot.OpsCase):
             self.edge.wait_log(r"accept: Too many open files; pausing accepts", since=mark,
                                timeout=5)
             # Paused, not spinning: well under a CPU's worth of time while the backlog waits.
-            c0 = cpu_seconds(pid)
+            c0 = ot.cpu_seconds(pid)
             time.sleep(2.0)
-            used = cpu_seconds(pid) - c0
+            used = ot.cpu_seconds(pid) - c0
             self.assertLess(used, 0.5, f"edge used {used:.2f} s of CPU in 2 s while out of descriptors")
             self.assertIsNone(self.edge.proc.poll(), "edge is still running")
             # Free them: the queued connections and new ones are served again.

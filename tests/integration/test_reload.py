@@ -624,7 +624,7 @@ class LoadThroughReloads(ReloadCase):
             for p in warm:
                 p.wait(30)
         time.sleep(0.5)
-        steady_kb = rss_kb(self.edge.proc.pid)
+        steady_kb = ops.rss_kb(self.edge.proc.pid)
         n0 = self.edge.line_count()
         t0 = time.monotonic()
         if WRK:
@@ -671,17 +671,9 @@ class LoadThroughReloads(ReloadCase):
         # old one at its next request or its close). Allocator slack allowed, not a growth per
         # reload of what a config holds.
         time.sleep(1.0)
-        after_kb = rss_kb(self.edge.proc.pid)
+        after_kb = ops.rss_kb(self.edge.proc.pid)
         sys.stderr.write(f"[load] edge RSS steady {steady_kb} kB, after the reloads {after_kb} kB\n")
         self.assertLess(after_kb - steady_kb, 8 * 1024, "edge's memory grew through the reloads")
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 if __name__ == "__main__":
