@@ -130,12 +130,14 @@ void LocalLimiter::make_room(Shard& s, std::int64_t now) {
   // 100 ms (a flood of new keys must not make each request scan the shard).
   if (now - s.last_sweep_us >= 100000) {
     s.last_sweep_us = now;
-    std::erase_if(s.tat, [&](const auto& kv) { return kv.second <= now; });
+    std::erase_if(s.tat, [&](const auto& kv) { return kv.second.tat <= now; });
     if (s.tat.size() < per_shard_) return;
   }
   // Still full (a flood of distinct keys): drop the entry closest to whole among kSample taken
-  // from a pseudo-random bucket on. A client deep in debt is almost never the one: it would have
-  // to be the closest to whole of all kSample, so a flood cannot wash a refused client out.
+  // from a pseudo-random bucket on, its debt as a share of its limit's allowance (a key of a
+  // per-second limit and one of a per-hour limit compare fairly). A client deep in debt is almost
+  // never the one: it would have to be the closest to whole of all kSample, so a flood cannot
+  // wash a refused client out.
   constexpr std::size_t kSample = 32;
   std::size_t buckets = s.tat.bucket_count();
   s.rng ^= s.rng << 13;  // xorshift64
@@ -143,14 +145,16 @@ void LocalLimiter::make_room(Shard& s, std::int64_t now) {
   s.rng ^= s.rng << 17;
   std::size_t b = static_cast<std::size_t>(s.rng % buckets);
   const std::string* victim = nullptr;
-  std::int64_t victim_tat = 0;
+  double victim_debt = 0;
   std::size_t seen = 0;
   for (std::size_t tries = 0; tries < buckets && seen < kSample; ++tries) {
     std::size_t bucket = (b + tries) % buckets;
-    for (auto it = s.tat.begin(bucket); it != s.tat.end(bucket); ++it, ++seen) {
-      if (!victim || it->second < victim_tat) {
+    for (auto it = s.tat.begin(bucket); it != s.tat.end(bucket) && seen < kSample; ++it, ++seen) {
+      double debt = static_cast<double>(it->second.tat - now) /
+                    static_cast<double>(std::max<std::int64_t>(1, it->second.tau));
+      if (!victim || debt < victim_debt) {
         victim = &it->first;
-        victim_tat = it->second;
+        victim_debt = debt;
       }
     }
   }
@@ -176,7 +180,7 @@ bool LocalLimiter::decide(const std::vector<RateLimit>& limits,
   for (std::size_t i = 0; i < n; ++i) {
     Shard& s = shards_[idx[i]];
     auto it = s.tat.find(std::string_view(keys[i]));
-    results[i] = gcra(limits[i], now, it == s.tat.end() ? 0 : it->second, new_tat[i]);
+    results[i] = gcra(limits[i], now, it == s.tat.end() ? 0 : it->second.tat, new_tat[i]);
     all = all && results[i].allowed;
   }
   if (all) {
@@ -184,10 +188,10 @@ bool LocalLimiter::decide(const std::vector<RateLimit>& limits,
       Shard& s = shards_[idx[i]];
       auto it = s.tat.find(std::string_view(keys[i]));
       if (it != s.tat.end()) {
-        it->second = new_tat[i];
+        it->second.tat = new_tat[i];
       } else {
         if (s.tat.size() >= per_shard_) make_room(s, now);
-        s.tat.emplace(keys[i], new_tat[i]);
+        s.tat.emplace(keys[i], Entry{new_tat[i], limits[i].tolerance_us()});
       }
     }
   }

@@ -86,9 +86,13 @@ class LocalLimiter {
     using is_transparent = void;
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
+  struct Entry {
+    std::int64_t tat;  // GCRA's theoretical arrival time
+    std::int64_t tau;  // its limit's burst allowance (debts of different limits compared as shares)
+  };
   struct Shard {
     mutable std::mutex mu;
-    std::unordered_map<std::string, std::int64_t, Hash, std::equal_to<>> tat;
+    std::unordered_map<std::string, Entry, Hash, std::equal_to<>> tat;
     std::int64_t last_sweep_us = 0;
     std::uint64_t rng = 0x9e3779b97f4a7c15;  // picks where make_room() samples
   };

@@ -2,7 +2,8 @@
 // handler's Forward; the body follows as the client sends it, copied for a retry while small.
 // Retry rule: a try that failed before any response byte is repeated on another server when the
 // request is complete in memory and either nothing reached the server (connect failure) or the
-// method is idempotent; timeouts waiting for a response are not retried.
+// method is idempotent (a reset, a close, a response head cut short, or no response within
+// header_timeout; not once the server sent part of its answer within that time).
 #include "server/proxy_session.h"
 
 #include <charconv>
@@ -300,16 +301,19 @@ void ProxySession::on_timer() {
         arm(pool_->write_timeout);
         break;
       }
-      if (!head_sent_) {
-        // Nothing went to the client yet: another server may answer an idempotent request (as
-        // nginx's proxy_next_upstream timeout). A POST is not repeated (fail_attempt's rule).
+      // (kWaiting: no response head went to the client yet.) Another server may answer an
+      // idempotent request, as with nginx's proxy_next_upstream timeout; a POST is not repeated
+      // (fail_attempt's rule), nor a request whose server already said something (a 1xx such
+      // as 102 Processing, or part of its head): it is working on it.
+      if (!body_done_)
+        spdlog::warn("proxy {}: {} stopped reading the request body", ex_->req.request_id,
+                     up_->server->address);
+      else
         spdlog::warn("proxy {}: {} sent no response in time", ex_->req.request_id,
                      up_->server->address);
-        count_error(*up_->server, http::metrics::UpstreamError::kTimeout);
-        fail_attempt(504, true);
-        break;
-      }
-      [[fallthrough]];
+      count_error(*up_->server, http::metrics::UpstreamError::kTimeout);
+      fail_attempt(504, !response_started_);
+      break;
     case State::kBody:
       spdlog::warn("proxy {}: reading the response from {} timed out", ex_->req.request_id,
                    up_->server->address);

@@ -155,6 +155,28 @@ TEST(RateLimit, FloodOfNewKeysDoesNotForgiveARefusedClient) {
   EXPECT_LE(store.size(), 64u * 16u);
 }
 
+// Debts compare as shares of their own limit: a client refused by a per-minute limit (60 s of
+// debt, all of its allowance) outlasts the flood keys of a per-day limit (2.4 h of debt each, a
+// tenth of theirs), though its raw debt is the smaller.
+TEST(RateLimit, FloodEvictionComparesDebtsAcrossLimits) {
+  routes::LocalLimiter store(1000);
+  std::vector<routes::RateLimit> burst = {limit(10, 60000)};     // 10 per minute
+  std::vector<routes::RateLimit> daily = {limit(10, 86400000)};  // 10 per day
+  routes::LimitResult res[1];
+  std::vector<std::string> victim = {"burst:victim"};
+  std::int64_t now = 100 * kSec;
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(store.decide(burst, victim, now, res));
+  std::vector<std::string> keys(1);
+  int let_through = 0;
+  for (int i = 0; i < 20000; ++i) {
+    now += 10;  // 200 ms of flood (the victim earns one request back every 6 s)
+    keys[0] = "daily:flood-" + std::to_string(i);
+    store.decide(daily, keys, now, res);
+    if (i % 1000 == 999) let_through += store.decide(burst, victim, now, res) ? 1 : 0;
+  }
+  EXPECT_EQ(let_through, 0);
+}
+
 TEST(RateLimit, RefusalAndHeaders) {
   http::Exchange ex;
   ex.req.request_id = "rid1";
