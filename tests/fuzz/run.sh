@@ -2,14 +2,14 @@
 # Fuzzing (issue 10): builds the libFuzzer targets with clang-14 (ASan + UBSan) in build-fuzz/
 # and runs each one for a bounded time on its seeds (corpus/<target>/) and past crashes
 # (regressions/<target>/).
-#   tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     default: 20 s each, every target
-# CI (./dev test) runs the default: about 3 minutes after the build. tests/fuzz/long.sh is the
+#   tests/fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     default: 10 s each, every target
+# CI (./dev test) runs the default: under 2 minutes after the build. tests/fuzz/long.sh is the
 # hour-long run. A crash, a leak, a hang (libFuzzer's -timeout) or UB fails the run; the input is
 # kept in tests/fuzz/out/<target>/ and its report printed. A new crash becomes a regression input:
 # copy the file into regressions/<target>/ and commit it with the fix.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-SECS=${1:-20}
+SECS=${1:-10}
 shift || true
 [ "$SECS" -ge 1 ] || { echo "run.sh: SECONDS_PER_TARGET must be at least 1" >&2; exit 2; }
 TARGETS=("$@")

@@ -58,7 +58,7 @@ HAVE_NODE = bool(shutil.which(ut.NODE) or os.path.exists(ut.NODE))
 RSS_SLACK_KB = 8 * 1024
 SETTLE_S = 2.5  # idle upstream connections above `keepalive` close 2 s after a burst
 WARMUP_S = 3
-FAULT_S = 10  # each wrk run under a fault (issue 10: bounded; at most 12 s)
+FAULT_S = 8  # each wrk run under a fault (issue 10: bounded; at most 12 s)
 WRK_TIMEOUT = "5s"  # a response slower than this is a wrk "timeout" socket error
 
 

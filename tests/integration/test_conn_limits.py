@@ -39,6 +39,12 @@ def served(port, path="/index.html", timeout=3.0):
 
 
 
+def sanitized(binary):
+    """Whether `binary` is linked with ASan (./dev asan's build)."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    return "libasan" in out or "libubsan" in out
+
+
 class MaxConnections(ot.OpsCase):
     server_opts = {"workers": "2", "max_connections": "4"}
 
@@ -114,6 +120,11 @@ class OutOfDescriptors(ot.OpsCase):
         return ot.admin_toml() + ot.static_route()
 
     def test_emfile_pauses_and_recovers(self):
+        if sanitized(et.EDGE_BIN):
+            # UBSan's vptr check probes memory through a pipe(): with no descriptor left it fails
+            # and reports a valid object as having an invalid vptr (seen with strace: pipe2 ->
+            # EMFILE right before the report). The normal build runs this test.
+            self.skipTest("a sanitizer build cannot run out of descriptors")
         pid = self.edge.proc.pid
         old = resource.prlimit(pid, resource.RLIMIT_NOFILE)
         limit = ot.fd_count(pid) + 8
