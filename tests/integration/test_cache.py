@@ -354,9 +354,10 @@ class CacheStale(tp.ProxyCase):
         self.assertEqual(first.header("cache-status"), "edge; fwd=miss")
         # a public response without Set-Cookie, then a 304 carrying one (user B's rolling
         # session): B gets its cookie, the shared copy never does
-        path = "/api/text?bytes=200&cc=public,max-age=1&etag=%22c2%22&case=ck2&cookie304=sid%3DB"
+        # (max-age=2 for the same reason as test_1: `again` must find the refreshed copy fresh)
+        path = "/api/text?bytes=200&cc=public,max-age=2&etag=%22c2%22&case=ck2&cookie304=sid%3DB"
         self.get(path)
-        time.sleep(2.2)
+        time.sleep(3.2)
         r = self.get(path, headers=[("Cookie", "sid=B")])
         self.assertEqual(r.status, 200)
         self.assertIn("fwd-status=304", r.header("cache-status"))
