@@ -116,16 +116,12 @@ class Loader {
                 "max_request_line", "max_header_bytes", "max_headers", "server_header",
                 "trusted_proxies", "pid_file", "max_connections"});
     if (auto* n = t.get("pid_file")) s.pid_file = path(*n, "pid_file");
-    s.max_connections = 0;
-    if (auto* n = t.get("max_connections")) {
-      if (n->is_integer()) {
-        long long m = *n->value<long long>();
-        if (m < 1 || m > 10'000'000)
-          fail(*n, "max_connections must be \"auto\" or a number between 1 and 10000000");
-        s.max_connections = static_cast<std::uint64_t>(m);
-      } else if (!n->is_string() || str(*n, "max_connections") != "auto") {
+    if (auto* n = t.get("max_connections")) {  // (0 stands for "auto", computed in load_config)
+      bool is_auto = n->is_string() && str(*n, "max_connections") == "auto";
+      long long m = n->is_integer() ? *n->value<long long>() : 0;
+      if (!is_auto && (m < 1 || m > 10'000'000))
         fail(*n, "max_connections must be \"auto\" or a number between 1 and 10000000");
-      }
+      s.max_connections = is_auto ? 0 : static_cast<std::uint64_t>(m);
     }
     if (auto* n = t.get("workers")) {
       long long w = 0;
