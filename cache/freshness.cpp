@@ -39,6 +39,12 @@ std::optional<std::int64_t> delta_seconds(std::string_view v) {
 
 }  // namespace
 
+std::int64_t parse_age(std::string_view value) {
+  value = trim(value);
+  if (value.empty() || value.front() == '"') return 0;  // (quotes are Cache-Control's, not Age's)
+  return delta_seconds(value).value_or(0);
+}
+
 CacheControl CacheControl::parse(std::string_view value) {
   CacheControl cc;
   while (!value.empty()) {

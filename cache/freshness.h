@@ -58,6 +58,9 @@ std::int64_t freshness_lifetime(const ResponseFacts& r, const Policy& p);
 std::int64_t current_age(const ResponseFacts& r, std::time_t request_time,
                          std::time_t response_time, std::time_t now);
 
+// The Age field's value (RFC 9111 5.1): delta-seconds, saturating at 2^31; 0 when it is not one.
+std::int64_t parse_age(std::string_view value);
+
 // Heuristically cacheable statuses (RFC 9110 15.1).
 bool heuristically_cacheable(int status);
 

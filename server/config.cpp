@@ -1243,20 +1243,22 @@ bool parse_duration(std::string_view s, std::chrono::milliseconds& out) {
   }
   if (i == 0) return false;
   std::string_view unit = s.substr(i);
-  std::uint64_t ms;
+  std::uint64_t mult;
   if (unit == "ms")
-    ms = v;
+    mult = 1;
   else if (unit == "s" || unit.empty())
-    ms = v * 1000;
+    mult = 1000;
   else if (unit == "m")
-    ms = v * 60000;
+    mult = 60000;
   else if (unit == "h")
-    ms = v * 3600000;
+    mult = 3600000;
   else if (unit == "d")
-    ms = v * 86400000;
+    mult = 86400000;
   else
     return false;
-  out = std::chrono::milliseconds(ms);
+  std::uint64_t ms;
+  if (__builtin_mul_overflow(v, mult, &ms) || ms > (1ULL << 50)) return false;  // (35,000 years)
+  out = std::chrono::milliseconds(static_cast<std::int64_t>(ms));
   return true;
 }
 
@@ -1270,16 +1272,19 @@ bool parse_size(std::string_view s, std::uint64_t& out) {
   }
   if (i == 0) return false;
   std::string_view unit = s.substr(i);
+  unsigned shift;
   if (unit.empty() || unit == "b")
-    out = v;
+    shift = 0;
   else if (unit == "k" || unit == "K" || unit == "kb" || unit == "KB")
-    out = v << 10;
+    shift = 10;
   else if (unit == "m" || unit == "M" || unit == "mb" || unit == "MB")
-    out = v << 20;
+    shift = 20;
   else if (unit == "g" || unit == "G" || unit == "gb" || unit == "GB")
-    out = v << 30;
+    shift = 30;
   else
     return false;
+  if (v > ((1ULL << 50) >> shift)) return false;  // (a petabyte: past any sane size)
+  out = v << shift;
   return true;
 }
 

@@ -674,8 +674,7 @@ void ProxySession::cache_decide() {
   date("Date", facts.date, nullptr);
   date("Expires", facts.expires, &facts.expires_invalid);
   date("Last-Modified", facts.last_modified, nullptr);
-  for (char c : http::trim_ows(resp_headers_.get("Age")))
-    if (c >= '0' && c <= '9') facts.age = facts.age * 10 + (c - '0');
+  facts.age = cache::parse_age(resp_headers_.get("Age"));
   facts.has_set_cookie = resp_headers_.find("Set-Cookie") != nullptr;
   // Accept-Encoding is covered by the stored coding when edge decides the coding (the upstream
   // sent identity); a body the upstream encoded itself varies on it like on any field.

@@ -34,5 +34,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (life < 0) std::abort();
   std::int64_t age = edge::cache::current_age(r, 1'700'000'000, 1'700'000'001, 1'700'000'100);
   if (age < 0) std::abort();
+  // The same bytes as an Age field (a regression: an upstream's long Age overflowed a signed
+  // accumulator in the proxy, found by fuzz_upstream).
+  std::int64_t a = edge::cache::parse_age(value);
+  if (a < 0 || a > (std::int64_t{1} << 31)) std::abort();
   return 0;
 }

@@ -99,9 +99,9 @@ void target(std::string_view s) {
 
 void config_values(std::string_view s) {
   std::chrono::milliseconds d;
-  (void)edge::parse_duration(s, d);
+  if (edge::parse_duration(s, d) && d.count() < 0) std::abort();  // no wrap-around
   std::uint64_t n;
-  (void)edge::parse_size(s, n);
+  if (edge::parse_size(s, n) && n > (1ULL << 50)) std::abort();
 }
 
 }  // namespace

@@ -146,6 +146,11 @@ TEST(ConfigValues, DurationsAndSizes) {
   EXPECT_TRUE(edge::parse_size("1m", v));
   EXPECT_EQ(v, 1048576u);
   EXPECT_FALSE(edge::parse_size("1x", v));
+  // Too large is an error, not a number that wrapped around.
+  EXPECT_FALSE(edge::parse_duration("1000000000000d", d));
+  EXPECT_FALSE(edge::parse_size("1000000000g", v));
+  EXPECT_TRUE(edge::parse_size("1024g", v));
+  EXPECT_EQ(v, 1ULL << 40);
 }
 
 TEST_F(ConfigTest, SecurityHeaderErrorsNameTheirLine) {

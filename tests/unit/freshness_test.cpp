@@ -113,3 +113,15 @@ TEST(Freshness, CurrentAge) {
   r.date = 2000;
   EXPECT_EQ(current_age(r, 1000, 1000, 1000), 0);
 }
+
+// A regression found by fuzz_upstream: an upstream's Age of 20 digits overflowed a signed
+// accumulator (undefined behaviour); stray characters were skipped instead of invalidating it.
+TEST(Freshness, AgeField) {
+  EXPECT_EQ(parse_age("100"), 100);
+  EXPECT_EQ(parse_age(" 100 "), 100);
+  EXPECT_EQ(parse_age("99999999999999999999999"), std::int64_t{1} << 31);
+  EXPECT_EQ(parse_age("kk11k"), 0);
+  EXPECT_EQ(parse_age("-5"), 0);
+  EXPECT_EQ(parse_age("\"5\""), 0);
+  EXPECT_EQ(parse_age(""), 0);
+}
