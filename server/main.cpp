@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "server/config.h"
@@ -112,6 +114,13 @@ void reload(Runtime& r) {
   }
   r.fds = std::move(fds);
   r.config = next;
+  // Logged once every worker took it (a request read after this line gets the new config):
+  // each applies it on its own loop, within a loop turn.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  for (const auto& w : r.workers)
+    while (w->applied_generation() < next->generation &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
   edge::metrics::registry().reload_done(true);
   spdlog::info("SIGHUP: configuration reloaded (generation {})", next->generation);
 }

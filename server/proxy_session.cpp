@@ -772,8 +772,12 @@ void ProxySession::choose_coding() {
   for (std::size_t i = 0; i < r.headers.size(); ++i) {
     http::HeaderField& f = r.headers[i];
     if (http::iequals(f.name, "ETag") && f.value.starts_with("\"")) {
-      etag_.assign("W/").append(f.value);  // the bytes differ from the upstream's: weak, as nginx
+      // The bytes differ from the upstream's: weak, as nginx. One ETag only (build_response_head
+      // keeps the first): a second assign() here would free the buffer the first view points to
+      // (found by fuzz_upstream: a heap use-after-free when the head was written).
+      etag_.assign("W/").append(f.value);
       f.value = etag_;
+      break;
     }
   }
   if (ex_->req.method != http::Method::kHead)
@@ -845,6 +849,7 @@ bool ProxySession::build_response_head() {
     return false;
   };
   const http::HeaderList& h = resp_headers_;
+  bool etag_seen = false;
   for (const http::HeaderField& f : h) {
     std::string_view n = f.name;
     if (!http::is_token(n)) return false;  // "Bad Name: x" would reach the client as it is
@@ -860,6 +865,10 @@ bool ProxySession::build_response_head() {
         http::iequals(n, "X-Request-Id") || route_sets(n))
       continue;
     if (h.has_token("Connection", n)) continue;
+    if (http::iequals(n, "ETag")) {  // a singleton field (RFC 9110 8.8.3): the first one counts
+      if (etag_seen) continue;
+      etag_seen = true;
+    }
     r.headers.add(n, f.value);
   }
   r.body.kind = http::Body::Kind::kStream;

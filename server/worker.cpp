@@ -24,6 +24,7 @@ Worker::Worker(unsigned id, std::shared_ptr<const Config> cfg, std::shared_ptr<A
     : id_(id), config_(std::move(cfg)), access_log_(std::move(sink)) {
   uv_loop_init(&loop_);
   loop_.data = this;
+  applied_generation_.store(config_->generation, std::memory_order_relaxed);
   for (int fd : listen_fds) {
     auto l = std::make_unique<Listener>();
     l->worker = this;
@@ -224,7 +225,10 @@ void Worker::apply_reload() {
   std::sort(unwanted.begin(), unwanted.end());
   unwanted.erase(std::unique(unwanted.begin(), unwanted.end()), unwanted.end());
   for (int fd : unwanted) ::close(fd);
-  if (stopping_) return;
+  if (stopping_) {
+    applied_generation_.store(cfg->generation, std::memory_order_release);  // (nothing to serve)
+    return;
+  }
   // Listeners: kept sockets keep their poll (no connection refused), new ones start, the rest
   // close.
   std::vector<std::unique_ptr<Listener>> next;
@@ -272,6 +276,7 @@ void Worker::apply_reload() {
     health_ = std::make_unique<HealthChecker>(*this);
     health_->start();
   }
+  applied_generation_.store(config_->generation, std::memory_order_release);
 }
 
 void Worker::defer_wake(Connection* c) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <uv.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -50,6 +51,11 @@ class Worker : public http::Scheduler {
   // (one per listener, in the config's order). Sockets it had and still gets keep accepting; the
   // ones it no longer gets are closed. Connections take the new config at their next request.
   void reload(std::shared_ptr<const Config> cfg, std::vector<int> listen_fds);
+  // The generation of the config this worker serves (thread-safe): a reload is in effect once
+  // every worker reached it.
+  std::uint64_t applied_generation() const {
+    return applied_generation_.load(std::memory_order_acquire);
+  }
 
   // Used by connections (worker thread only).
   unsigned id() const { return id_; }
@@ -164,6 +170,7 @@ class Worker : public http::Scheduler {
   bool stopping_ = false;
   bool finished_ = false;
   bool accept_paused_ = false;
+  std::atomic<std::uint64_t> applied_generation_{0};
 };
 
 }  // namespace edge

@@ -42,7 +42,7 @@
 //   /reset               resets the connection without answering
 //   /powered             sets X-Powered-By, Server and X-Custom-Resp
 //   /status?code=N       answers status N (JSON body unless the status forbids one)
-//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=H&cookie=K&tag=T&ms=D   N bytes of repetitive
+//   /text?bytes=N//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=Htype=T//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=Hcc=C//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=Hce=gzip//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=Hetag=E[//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=Hetag2=E2]//   /text?bytes=N&type=T&cc=C&ce=gzip&etag=E&vary=Hvary=H&cookie=K&tag=T&ms=D   N bytes of repetitive
 //                        JSON-ish text (default 4000), Content-Type T (default application/json),
 //                        optional Cache-Control, ETag, Vary (the body is then prefixed with that
 //                        request header's value), Set-Cookie, Cache-Tag; with ce=gzip a body really
@@ -453,6 +453,7 @@ function textAnswer(req, res, q, n) {
     const headers = { "Content-Type": q.get("type") || "application/json", "X-Upstream": opts.name };
     if (q.get("cc")) headers["Cache-Control"] = q.get("cc");
     if (q.get("etag")) headers["ETag"] = q.get("etag");
+    if (q.get("etag2")) headers["ETag"] = [q.get("etag"), q.get("etag2")];  // two ETag lines
     if (q.get("vary")) headers["Vary"] = q.get("vary");
     if (q.get("cookie")) headers["Set-Cookie"] = q.get("cookie");
     if (q.get("tag")) headers["Cache-Tag"] = q.get("tag");
