@@ -39,6 +39,16 @@ def served(port, path="/index.html", timeout=3.0):
 
 
 
+def served_within(port, seconds=5.0):
+    """served() tried until it succeeds or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        s = served(port)
+        if s is not None or time.monotonic() >= deadline:
+            return s
+        time.sleep(0.05)
+
+
 def sanitized(binary):
     """Whether `binary` is linked with ASan (./dev asan's build)."""
     out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
@@ -75,12 +85,7 @@ class MaxConnections(ot.OpsCase):
             self.assertIsNone(served(self.port), "no room after a reload either")
             # One closes: room for one.
             held.pop().close()
-            deadline = time.monotonic() + 5
-            again = None
-            while again is None and time.monotonic() < deadline:
-                again = served(self.port)
-                if again is None:
-                    time.sleep(0.05)
+            again = served_within(self.port)
             self.assertIsNotNone(again, "a closed connection frees its place")
             held.append(again)
         finally:
@@ -149,12 +154,7 @@ class OutOfDescriptors(ot.OpsCase):
                 s.close()
             socks = []
             resource.prlimit(pid, resource.RLIMIT_NOFILE, old)
-            deadline = time.monotonic() + 5
-            ok = None
-            while ok is None and time.monotonic() < deadline:
-                ok = served(self.port)
-                if ok is None:
-                    time.sleep(0.1)
+            ok = served_within(self.port)
             self.assertIsNotNone(ok, "served again once descriptors are free")
             ok.close()
         finally:
