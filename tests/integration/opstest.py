@@ -195,6 +195,44 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class RssSampler:
+    """Peak VmRSS (kB) of `pid` while the block runs (sampled every 10 ms, plus VmHWM if it rose)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.base = proc_status_kb(pid, "VmRSS")
+        self.hwm0 = proc_status_kb(pid, "VmHWM")
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, proc_status_kb(self.pid, "VmRSS"))
+            except (OSError, AssertionError):
+                return
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._t.join(2)
+        try:
+            hwm = proc_status_kb(self.pid, "VmHWM")
+        except (OSError, AssertionError):
+            return
+        if hwm > self.hwm0:
+            self.peak = max(self.peak, hwm)
+
+    @property
+    def growth_kb(self):
+        return self.peak - self.base
+
+
 def listening_ports(pid):
     """The set of TCP ports the process `pid` has sockets listening on (IPv4 and IPv6)."""
     inodes = set()

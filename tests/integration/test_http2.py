@@ -607,7 +607,7 @@ class Proxy(H2Case):
                                 headers=[("content-type", "application/octet-stream")])
                 t0 = time.monotonic()
                 waited = 0.0
-                with hf.RssSampler(self.edge.proc.pid) as rss:
+                with ops.RssSampler(self.edge.proc.pid) as rss:
                     for i in range(total):
                         waited += c.send_data(sid, block, end=(i == total - 1), timeout=20)
                 sent_in = time.monotonic() - t0

@@ -28,6 +28,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edgetest as et  # noqa: E402
+import opstest as ops  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Frames (RFC 9113 4, 6)
@@ -588,52 +589,6 @@ class H2Conn:
 # Helpers for the cases
 
 
-def proc_status_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
-class RssSampler:
-    """Peak VmRSS (kB) of `pid` while the block runs (sampled every 10 ms, plus VmHWM if it rose)."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.base = proc_status_kb(pid, "VmRSS")
-        self.hwm0 = proc_status_kb(pid, "VmHWM")
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, proc_status_kb(self.pid, "VmRSS"))
-            except (OSError, AssertionError):
-                return
-            time.sleep(0.01)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._t.join(2)
-        try:
-            hwm = proc_status_kb(self.pid, "VmHWM")
-        except (OSError, AssertionError):
-            return
-        if hwm > self.hwm0:
-            self.peak = max(self.peak, hwm)
-
-    @property
-    def growth_kb(self):
-        return self.peak - self.base
-
-
 class Prober(threading.Thread):
     """A separate, normal client during an attack: curl --http2-prior-knowledge every 0.2 s."""
 
@@ -706,7 +661,7 @@ class FloodCase(et.EdgeTestCase):
         pid = self.edge.proc.pid
         prober = Prober(self.h2c_port)
         t0 = time.monotonic()
-        with RssSampler(pid) as rss:
+        with ops.RssSampler(pid) as rss:
             prober.start()
             try:
                 result = fn()

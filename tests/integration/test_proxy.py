@@ -22,6 +22,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import edgetest as et  # noqa: E402
+import opstest as ops  # noqa: E402
 import upstreamtest as ut  # noqa: E402
 
 MiB = 1024 * 1024
@@ -45,49 +46,6 @@ def big_sha256(total):
         h.update(b[:n])
         total -= n
     return h.hexdigest()
-
-
-def proc_status_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
-class RssSampler:
-    """Peak VmRSS (kB) of `pid` while the block runs (sampled every 10 ms, plus VmHWM if it rose)."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.base = proc_status_kb(pid, "VmRSS")
-        self.hwm0 = proc_status_kb(pid, "VmHWM")
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, proc_status_kb(self.pid, "VmRSS"))
-            except (OSError, AssertionError):
-                return
-            time.sleep(0.01)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._t.join(2)
-        hwm = proc_status_kb(self.pid, "VmHWM")
-        if hwm > self.hwm0:
-            self.peak = max(self.peak, hwm)
-
-    @property
-    def growth_kb(self):
-        return self.peak - self.base
 
 
 def ws_frame(opcode, payload, fin=True):
@@ -540,7 +498,7 @@ class ProxyBasics(ProxyCase):
             h.update(block)
         pid = self.edge.proc.pid
         err = None
-        with RssSampler(pid) as rss:
+        with ops.RssSampler(pid) as rss:
             with et.Conn(self.port, timeout=60) as c:
                 # the upstream stops reading for 1.5 s: edge must push back, not buffer
                 c.send(et.request("/bigup/upload?stall_ms=1500", "POST",
@@ -628,7 +586,7 @@ class ProxyBasics(ProxyCase):
         pid = self.edge.proc.pid
         h = hashlib.sha256()
         got = 0
-        with RssSampler(pid) as rss:
+        with ops.RssSampler(pid) as rss:
             with et.Conn(self.port, timeout=30) as c:
                 c.send(et.request("/api/big?bytes=%d" % total))
                 time.sleep(1.5)  # not reading: edge must stop reading the upstream, not buffer 50 MB
